@@ -1,0 +1,33 @@
+"""im2text: turn images into text — captions, answers, read text and image-text scores.
+
+import im2text
+model = im2text.load("blip-base")      # preset, Hub id, or local checkpoint dir
+model.caption("cat.jpg")                # -> Caption(text=..., score=...)
+"""
+
+from __future__ import annotations
+
+from im2text._loading import ModelNotAvailableError
+from im2text.config import GenerationSettings, LoadSettings, Preset
+from im2text.families.base import Candidate
+from im2text.images import ImageError
+from im2text.model import Model, download, load
+from im2text.registry import list_models
+from im2text.results import Caption
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Candidate",
+    "Caption",
+    "GenerationSettings",
+    "ImageError",
+    "LoadSettings",
+    "Model",
+    "ModelNotAvailableError",
+    "Preset",
+    "__version__",
+    "download",
+    "list_models",
+    "load",
+]

@@ -1,0 +1,1 @@
+"""Execution machinery shared by all tasks: device/dtype choice and prefetching batch runner."""

@@ -1,0 +1,160 @@
+"""Append-only record files (JSONL or CSV) that a killed job can resume without loss or duplicates.
+
+Each record is written as one complete line and flushed to the OS at once, so a SIGKILL loses at
+most the batch in flight. On reopen, a torn last line (a kill mid-write) is cut off and every
+`path` already present is skipped. fsync runs every few seconds and on close, for power loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CSV_FIELDS = ("path", "caption", "score", "captions", "model", "error")
+
+
+class RecordWriter:
+    """Resumable writer of one record per input.
+
+    Args:
+        path: `*.jsonl` (or `*.json`) for JSON lines, `*.csv` for CSV.
+        fields: CSV column order (JSONL keeps each record's own keys).
+        retry_errors: drop records whose `error` is set, so those inputs run again.
+        fsync_every: seconds between fsyncs.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fields: tuple[str, ...] = CSV_FIELDS,
+        retry_errors: bool = False,
+        fsync_every: float = 2.0,
+    ):
+        self.path = Path(path)
+        self.fields = fields
+        self.is_csv = self.path.suffix.lower() == ".csv"
+        self.fsync_every = fsync_every
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        records = self._recover(retry_errors)
+        self.done: set[str] = {str(r.get("path")) for r in records}
+        self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        if self.is_csv and self._file.tell() == 0:
+            self._file.write(_csv_line(self.fields))
+            self._file.flush()
+        self._last_sync = time.monotonic()
+
+    def _recover(self, retry_errors: bool) -> list[dict[str, Any]]:
+        """Read what an earlier run wrote, cutting a torn tail; rewrite without failed records."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        keep = data[: data.rfind(b"\n") + 1]  # a line without its newline was cut by a kill
+        records = _parse(keep.decode("utf-8", errors="replace"), self.is_csv)
+        valid = [r for r in records if r is not None]
+        if retry_errors:
+            valid = [r for r in valid if not r.get("error")]
+        if len(keep) != len(data) or len(valid) != len(records):
+            self._rewrite(valid)
+        return valid
+
+    def _rewrite(self, records: list[dict[str, Any]]) -> None:
+        text = (_csv_line(self.fields) if self.is_csv else "") + "".join(
+            self._format(r) for r in records
+        )
+        _atomic_write(self.path, text)
+
+    def _format(self, record: dict[str, Any]) -> str:
+        if self.is_csv:
+            row = [record.get(f) for f in self.fields]
+            return _csv_line(
+                json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for v in row
+            )
+        return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record (one line, flushed). Its `path` is marked done."""
+        self._file.write(self._format(record))
+        self._file.flush()
+        self.done.add(str(record.get("path")))
+        if time.monotonic() - self._last_sync > self.fsync_every:
+            os.fsync(self._file.fileno())
+            self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _parse(text: str, is_csv: bool) -> list[dict[str, Any] | None]:
+    """Records in `text`; None for a line that is not a whole record."""
+    if is_csv:
+        rows = list(csv.reader(io.StringIO(text)))
+        if not rows:
+            return []
+        header, out = rows[0], []
+        for row in rows[1:]:
+            out.append(dict(zip(header, row, strict=True)) if len(row) == len(header) else None)
+        return out
+    out: list[dict[str, Any] | None] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        out.append(rec if isinstance(rec, dict) and "path" in rec else None)
+    return out
+
+
+def _csv_line(values: Any) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + fsync + rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_sidecar(
+    image_path: str | os.PathLike[str], text: str, *, overwrite: bool = False
+) -> bool:
+    """Write `photo.txt` beside `photo.jpg` (the LoRA/diffusion dataset layout), atomically.
+
+    Returns False (and writes nothing) when the sidecar exists and `overwrite` is off.
+    """
+    target = Path(image_path).with_suffix(".txt")
+    if target.exists() and not overwrite:
+        return False
+    _atomic_write(target, text.strip() + "\n")
+    return True
+
+
+def sidecar_path(image_path: str | os.PathLike[str]) -> Path:
+    return Path(image_path).with_suffix(".txt")

@@ -1,0 +1,1 @@
+"""Tasks: one file each. A task calls families only through the Family protocol."""
