@@ -349,3 +349,68 @@ def build_checkpoint(kind: str, root: str | os.PathLike, **kwargs) -> Path:
     builder(tmp, **kwargs) if kwargs else builder(tmp)
     os.replace(tmp, out)
     return out
+
+
+# --- synthetic shapes data (learning tests, demos) ----------------------------------------------
+
+_RGB = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 210, 40),
+    "purple": (140, 50, 170),
+    "orange": (245, 140, 30),
+    "white": (250, 250, 250),
+    "black": (15, 15, 15),
+}
+
+
+def shape_image(color: str, shape: str, size: str, *, image_size: int = 64, rng=None):
+    """One shape of a colour and size at a random place on a gray background (PIL RGB image)."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = rng or random.Random()
+    img = Image.new("RGB", (image_size, image_size), (128, 128, 128))
+    draw = ImageDraw.Draw(img)
+    r = image_size * (0.34 if size == "large" else 0.2) * rng.uniform(0.9, 1.1)
+    cx = rng.uniform(r + 1, image_size - r - 1)
+    cy = rng.uniform(r + 1, image_size - r - 1)
+    fill = _RGB[color]
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    elif shape == "star":
+        import math
+
+        pts = [
+            (cx + rad * math.sin(k * math.pi / 5), cy - rad * math.cos(k * math.pi / 5))
+            for k, rad in zip(range(10), [r, r * 0.4] * 5, strict=True)
+        ]
+        draw.polygon(pts, fill=fill)
+    elif shape == "cross":
+        w = r / 3
+        draw.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fill)
+        draw.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fill)
+    elif shape == "ring":
+        draw.ellipse(box, outline=fill, width=max(2, int(r / 3)))
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return img
+
+
+def shape_dataset(n: int, *, seed: int = 0, image_size: int = 64):
+    """`n` (image, caption) pairs: "a {size} {color} {shape}", uniformly drawn."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        c, s, z = rng.choice(COLORS), rng.choice(SHAPES), rng.choice(SIZES)
+        out.append((shape_image(c, s, z, image_size=image_size, rng=rng), f"a {z} {c} {s}"))
+    return out

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny random checkpoints in the Hub layout, built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub: tests never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from im2text.testing import build_checkpoint  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "images"
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-checkpoints")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_root: Path):
+    """`tiny("blip")` -> path of that tiny checkpoint (built on first use)."""
+
+    def get(kind: str) -> Path:
+        return build_checkpoint(kind, tiny_root)
+
+    return get
+
+
+def random_images(n: int, seed: int = 0, size: tuple[int, int] = (48, 40)) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        for _ in range(n)
+    ]

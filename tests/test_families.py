@@ -1,0 +1,169 @@
+"""Every family: load a tiny checkpoint dir and caption through im2text, and agree with plain
+transformers `generate()` on the same inputs (im2text adds no drift)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import transformers
+from conftest import random_images
+
+import im2text
+from im2text.testing import TINY_FAMILIES
+
+FAMILY_OF = {
+    "blip": "blip",
+    "blip2-opt": "blip2",
+    "blip2-t5": "blip2",
+    "instructblip": "instructblip",
+    "git": "git",
+    "vision-encoder-decoder": "vision-encoder-decoder",
+}
+GREEDY = dict(num_beams=1, max_new_tokens=8, min_new_tokens=2)
+
+
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(kind: str, tiny) -> im2text.Model:
+    return im2text.load(str(tiny(kind)), batch_size=4)
+
+
+def test_loads_with_right_family(kind: str, model: im2text.Model) -> None:
+    assert model.family.key == FAMILY_OF[kind]
+    assert not model.family.model.training  # .eval() was called
+    assert "caption" in model.tasks
+
+
+def test_caption_batch_scores_are_log_probs(model: im2text.Model) -> None:
+    caps = model.caption(random_images(5), **GREEDY)
+    assert len(caps) == 5
+    for c in caps:
+        # Random weights may emit pieces that decode to nothing; a string it must be.
+        assert c.ok and isinstance(c.text, str) and c.source
+        assert math.isfinite(c.score) and c.score <= 0.0
+
+
+def test_prompted_caption(model: im2text.Model) -> None:
+    caps = model.caption(random_images(2), prompt="a photo of", **GREEDY)
+    for c in caps:
+        assert c.ok
+        if model.family.prompt_is_prefix:
+            assert c.text.startswith("a photo of")
+
+
+def test_beam_search_several_captions(model: im2text.Model) -> None:
+    caps = model.caption(random_images(3), num_beams=3, num_return_sequences=3, max_new_tokens=6)
+    for c in caps:
+        assert len(c.candidates) == 3
+        scores = [x.score for x in c.candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert c.text == c.candidates[0].text and c.score == scores[0]
+
+
+def test_sampling_is_seeded(model: im2text.Model) -> None:
+    imgs = random_images(2)
+    kw = dict(do_sample=True, num_return_sequences=2, max_new_tokens=6, seed=7, temperature=1.5)
+    a, b = model.caption(imgs, **kw), model.caption(imgs, **kw)
+    assert [c.candidates for c in a] == [c.candidates for c in b]
+    assert all(len(c.candidates) == 2 for c in a)
+
+
+def test_batched_equals_one_at_a_time(model: im2text.Model) -> None:
+    imgs = random_images(5, seed=3)
+    batched = model.caption(imgs, batch_size=5, **GREEDY)
+    single = [model.caption(im, batch_size=1, **GREEDY) for im in imgs]
+    assert [c.text for c in batched] == [c.text for c in single]
+    for b, s in zip(batched, single, strict=True):
+        assert b.score == pytest.approx(s.score, abs=1e-4)
+
+
+def _plain_transformers(kind: str, path: str, images, prompt: str | None):
+    """What a user following the model card writes, with plain transformers."""
+    cls = {
+        "blip": "BlipForConditionalGeneration",
+        "blip2-opt": "Blip2ForConditionalGeneration",
+        "blip2-t5": "Blip2ForConditionalGeneration",
+        "instructblip": "InstructBlipForConditionalGeneration",
+        "git": "GitForCausalLM",
+        "vision-encoder-decoder": "VisionEncoderDecoderModel",
+    }[kind]
+    model = getattr(transformers, cls).from_pretrained(path).eval()
+    if kind == "vision-encoder-decoder":
+        improc = transformers.AutoImageProcessor.from_pretrained(path)
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        inputs = {"pixel_values": improc(images=images, return_tensors="pt").pixel_values}
+        start = [model.config.decoder_start_token_id]
+        ids = start + (tok(prompt, add_special_tokens=False).input_ids if prompt else [])
+        inputs["decoder_input_ids"] = torch.tensor([ids] * len(images))
+        skip = len(ids)
+    else:
+        proc = transformers.AutoProcessor.from_pretrained(path)
+        tok = proc.tokenizer
+        if kind == "git":
+            ids = [tok.cls_token_id] + (
+                tok(prompt, add_special_tokens=False).input_ids if prompt else []
+            )
+            inputs = {
+                "pixel_values": proc(images=images, return_tensors="pt").pixel_values,
+                "input_ids": torch.tensor([ids] * len(images)),
+            }
+            skip = len(ids)
+        elif kind == "blip":
+            text = [prompt] * len(images) if prompt else None
+            inputs = proc(images=images, text=text, return_tensors="pt")
+            skip = inputs["input_ids"].shape[1] - 1 if prompt else 1  # BLIP drops [SEP]
+        else:
+            text = [prompt or ("A short image description:" if kind == "instructblip" else "")]
+            inputs = proc(images=images, text=text * len(images), return_tensors="pt")
+            decoder_only = not model.config.text_config.is_encoder_decoder
+            skip = inputs["input_ids"].shape[1] if decoder_only else 1
+    with torch.no_grad():
+        out = model.generate(**inputs, **GREEDY)
+    return [t.strip() for t in tok.batch_decode(out[:, skip:], skip_special_tokens=True)]
+
+
+@pytest.mark.parametrize("prompt", [None, "a photo of"])
+def test_equals_plain_transformers_generate(
+    kind: str, tiny, model: im2text.Model, prompt: str | None
+) -> None:
+    imgs = random_images(3, seed=11)
+    ours = model.caption(imgs, prompt=prompt, **GREEDY)
+    plain = _plain_transformers(kind, str(tiny(kind)), imgs, prompt)
+    if prompt and model.family.prompt_is_prefix:
+        plain = [f"{prompt} {p}".strip() for p in plain]
+    assert [c.text for c in ours] == plain
+
+
+def test_score_equals_transformers_transition_scores(model: im2text.Model) -> None:
+    """Our mean log-prob equals one computed with transformers' own compute_transition_scores."""
+    fam = model.family
+    imgs = random_images(2, seed=5)
+    inputs = fam.prepare(imgs, None)
+    # No min-length: then the processed scores transformers returns equal the raw logits we use.
+    settings = model.generation.merged(num_beams=1, max_new_tokens=8, min_new_tokens=0)
+    ours = fam.generate(dict(inputs), settings)
+    with torch.no_grad():
+        out = fam.model.generate(
+            **inputs,
+            **settings.to_generate_kwargs(),
+            **fam.generation_kwargs(),
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+    ts = fam.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    gen = out.sequences[:, -ts.shape[1] :]
+    eos = torch.tensor(sorted(fam.eos_token_ids()))
+    for i in range(len(imgs)):
+        n = ts.shape[1]
+        hits = torch.isin(gen[i], eos).nonzero()
+        if len(hits):
+            n = int(hits[0]) + 1  # score up to and including the first EOS
+        expected = ts[i, :n].mean().item()
+        assert ours[i][0].score == pytest.approx(expected, abs=1e-4)
+        assert math.exp(ours[i][0].score) <= 1.0
