@@ -9,13 +9,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from PIL import Image
 
-from im2text.testing import build_checkpoint  # noqa: E402
+from im2text.testing import build_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "images"
