@@ -144,7 +144,7 @@ def test_score_equals_transformers_transition_scores(model: im2text.Model) -> No
     """Our mean log-prob equals one computed with transformers' own compute_transition_scores."""
     fam = model.family
     imgs = random_images(2, seed=5)
-    inputs = fam.prepare(imgs, None)
+    inputs = fam.prepare(imgs, [None] * len(imgs))
     # No min-length: then the processed scores transformers returns equal the raw logits we use.
     settings = model.generation.merged(num_beams=1, max_new_tokens=8, min_new_tokens=0)
     ours = fam.generate(dict(inputs), settings)

@@ -83,7 +83,7 @@ class Preset:
 
     name: str  # short name users type, e.g. "blip-base"
     family: str  # family key in families/ (e.g. "blip")
-    hub_id: str  # Hugging Face Hub repository id
+    hub_id: str  # Hugging Face Hub repository id ("" for engines that ship their own weights)
     tasks: tuple[str, ...]  # tasks this checkpoint is trained for
     revision: str | None = None  # pinned commit where known
     description: str = ""  # one line for `im2text models`

@@ -8,13 +8,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from im2text import _loading
 from im2text.config import GenerationSettings, LoadSettings, Preset
 from im2text.engine.device import resolve_device, resolve_dtype
-from im2text.families import Family, family_for_model_type
-from im2text.images import ImageSource, expand_inputs
-from im2text.results import Caption
+from im2text.families import FAMILIES, Family, family_for_config
+from im2text.families.base import ENSEMBLE_TEMPLATES
+from im2text.images import ImageError, ImageSource, expand_inputs
+from im2text.results import Answer, Caption, Classification, Match, Reading
+from im2text.tasks.ask import ask_stream
 from im2text.tasks.caption import caption_stream
+from im2text.tasks.match import classify_stream, embed_stream, match_stream
+from im2text.tasks.read import read_stream
 
 
 class Model:
@@ -43,7 +50,27 @@ class Model:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return self.family.tasks
+        """What this model is for (the preset's tasks, else everything its family can do)."""
+        return self.preset.tasks if self.preset else self.family.tasks
+
+    def _require(self, task: str) -> None:
+        if task not in self.family.tasks:
+            able = sorted(p.name for p in _presets_for(task))
+            raise ValueError(
+                f"model '{self.name}' ({self.family.key}) cannot {task}; "
+                f"models that can: {', '.join(able)}"
+            )
+
+    def _load_settings(self, batch_size: int | None) -> LoadSettings:
+        return replace(self.settings, batch_size=batch_size or self.settings.batch_size)
+
+    def _collect(self, single: bool, stream: Iterator[Any]) -> Any:
+        results = list(stream)
+        if single and len(results) == 1:
+            if results[0].error:
+                raise ImageError(results[0].error)
+            return results[0]
+        return results
 
     # --- captioning -----------------------------------------------------------------------------
 
@@ -71,20 +98,11 @@ class Model:
             One `Caption` for a single image (raising `ImageError` if it cannot be read), else a
             list with one `Caption` per image in input order; failed items carry `.error`.
         """
-        single = _is_single(images)
         sources = expand_inputs(images)
-        results = list(
-            self.caption_iter(
-                sources, prompt=prompt, batch_size=batch_size, progress=progress, **generation
-            )
+        stream = self.caption_iter(
+            sources, prompt=prompt, batch_size=batch_size, progress=progress, **generation
         )
-        if single and len(results) == 1:
-            if results[0].error:
-                from im2text.images import ImageError
-
-                raise ImageError(results[0].error)
-            return results[0]
-        return results
+        return self._collect(_is_single(images), stream)
 
     def caption_iter(
         self,
@@ -97,18 +115,191 @@ class Model:
         **generation: Any,
     ) -> Iterator[Caption]:
         """Stream captions for already-expanded sources (what bulk jobs use)."""
-        settings = self.generation.merged(**generation)
-        load = replace(self.settings, batch_size=batch_size or self.settings.batch_size)
+        self._require("caption")
         stream = caption_stream(
             self.family,
             sources,
             prompt=prompt if prompt is not None else self.prompt,
-            generation=settings,
-            load=load,
+            generation=self.generation.merged(**generation),
+            load=self._load_settings(batch_size),
         )
-        if progress:
-            stream = _progress(stream, total if total is not None else _len(sources))
-        return stream
+        return _progress(stream, total, sources, "captioning") if progress else stream
+
+    # --- questions ------------------------------------------------------------------------------
+
+    def ask(
+        self,
+        images: Any,
+        question: str | list[str],
+        *,
+        candidates: list[str] | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        **generation: Any,
+    ) -> Answer | list[Answer]:
+        """Answer questions about images.
+
+        Args:
+            images: one image (or path, bytes, ...) or a list of them.
+            question: one question for every image, or a list: with one image, several
+                questions about it (the image is encoded once); with a list of images, one
+                question per image.
+            candidates: rank this closed list of answers instead of generating (BLIP VQA's
+                "rank" mode); `Answer.ranking` then gives each candidate's probability.
+            **generation: `GenerationSettings` fields (e.g. `num_beams=3`).
+
+        Returns:
+            One `Answer` for one image and one question, else a list in order. `confidence` is
+            the answer's probability under the model.
+        """
+        many_q = isinstance(question, (list, tuple))
+        sources = expand_inputs(images)
+        if many_q and len(sources) == 1:
+            pairs = [(sources[0], q) for q in question]
+        elif many_q:
+            if len(question) != len(sources):
+                raise ValueError(f"{len(question)} questions for {len(sources)} images")
+            pairs = list(zip(sources, question, strict=True))
+        else:
+            pairs = [(s, question) for s in sources]
+        stream = self.ask_iter(
+            pairs, candidates=candidates, batch_size=batch_size, progress=progress, **generation
+        )
+        return self._collect(_is_single(images) and not many_q, stream)
+
+    def ask_iter(
+        self,
+        pairs: Iterable[tuple[ImageSource, str]],
+        *,
+        candidates: list[str] | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+        **generation: Any,
+    ) -> Iterator[Answer]:
+        """Stream answers for (source, question) pairs (what bulk jobs use)."""
+        self._require("ask")
+        stream = ask_stream(
+            self.family,
+            pairs,
+            candidates=candidates,
+            generation=self.generation.merged(**generation),
+            load=self._load_settings(batch_size),
+        )
+        return _progress(stream, total, pairs, "answering") if progress else stream
+
+    # --- reading text ---------------------------------------------------------------------------
+
+    def read(
+        self,
+        images: Any,
+        *,
+        page: bool | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        **generation: Any,
+    ) -> Reading | list[Reading]:
+        """Read the text in images (OCR): page text in reading order, and lines with boxes.
+
+        Args:
+            page: for line recognisers (TrOCR): True (default) finds the text lines with the
+                PP-OCR detector and reads each; False reads the whole image as one line.
+        """
+        sources = expand_inputs(images)
+        stream = self.read_iter(
+            sources, page=page, batch_size=batch_size, progress=progress, **generation
+        )
+        return self._collect(_is_single(images), stream)
+
+    def read_iter(
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        page: bool | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+        **generation: Any,
+    ) -> Iterator[Reading]:
+        self._require("read")
+        stream = read_stream(
+            self.family,
+            sources,
+            page=page,
+            generation=self.generation.merged(**generation),
+            load=self._load_settings(batch_size),
+        )
+        return _progress(stream, total, sources, "reading") if progress else stream
+
+    # --- matching, classification, embeddings ---------------------------------------------------
+
+    def match(
+        self, images: Any, texts: str | list[str], *, batch_size: int | None = None
+    ) -> Match | list[Match]:
+        """Score texts against images: cosine similarity, softmax over the texts, and (BLIP
+        ITM) the matching head's probability."""
+        self._require("match")
+        sources = expand_inputs(images)
+        stream = match_stream(self.family, sources, texts, load=self._load_settings(batch_size))
+        return self._collect(_is_single(images), stream)
+
+    def classify(
+        self,
+        images: Any,
+        labels: list[str] | None = None,
+        *,
+        templates: str | tuple[str, ...] = ("a photo of a {}.",),
+        top_k: int = 5,
+        batch_size: int | None = None,
+    ) -> Classification | list[Classification]:
+        """Top-k labels per image.
+
+        Args:
+            labels: zero-shot label names (CLIP, BLIP ITC); for supervised classifiers (ViT),
+                None means all the checkpoint's classes, or a subset of them.
+            templates: prompt templates with `{}` for the label, or "ensemble" for the
+                CLIP paper's 7-template ensemble.
+        """
+        self._require("classify")
+        if templates == "ensemble":
+            templates = ENSEMBLE_TEMPLATES
+        elif isinstance(templates, str):
+            templates = (templates,)
+        sources = expand_inputs(images)
+        stream = classify_stream(
+            self.family,
+            sources,
+            labels,
+            templates=tuple(templates),
+            top_k=top_k,
+            load=self._load_settings(batch_size),
+        )
+        return self._collect(_is_single(images), stream)
+
+    def embed(self, images: Any = None, *, texts: str | list[str] | None = None) -> np.ndarray:
+        """L2-normalised embeddings, float32 (N, D), of images or of texts.
+
+        Raises ImageError naming every image that could not be read.
+        """
+        self._require("embed")
+        if (images is None) == (texts is None):
+            raise ValueError("give images or texts (one of them)")
+        if texts is not None:
+            from im2text.tasks._common import clean_texts
+
+            return self.family.embed_texts(clean_texts(texts, "text")).numpy()  # type: ignore[attr-defined]
+        rows = list(self.embed_iter(expand_inputs(images)))
+        errors = [str(v) for _, v in rows if isinstance(v, BaseException)]
+        if errors:
+            raise ImageError("; ".join(errors))
+        return np.stack([v for _, v in rows]).astype(np.float32)
+
+    def embed_iter(
+        self, sources: Iterable[ImageSource], *, batch_size: int | None = None
+    ) -> Iterator[tuple[str, np.ndarray | BaseException]]:
+        """(key, vector or error) per image, in order (what the index builder uses)."""
+        self._require("embed")
+        return embed_stream(self.family, sources, load=self._load_settings(batch_size))
 
     def save(self, directory: str | Path) -> Path:
         """Save weights, processor and preset metadata so `im2text.load(directory)` restores it."""
@@ -142,13 +333,17 @@ def load(
         max_pixels=max_pixels,
     )
     source, preset, name, local = _loading.resolve(model, revision)
+    dev = resolve_device(device)
+    if preset is not None and not FAMILIES[preset.family].needs_weights:
+        # Engines such as rapidocr carry their own weights: nothing to fetch.
+        family = FAMILIES[preset.family].from_pretrained(name, device=dev, dtype=torch.float32)
+        return Model(family, name=name, preset=preset, settings=settings)
     revision = revision or (preset.revision if preset else None)
     hub = _loading.hub_options(source, name, revision=revision, local=local)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source, **hub)
-    family_cls = family_for_model_type(config.model_type)
-    dev = resolve_device(device)
+    family_cls = family_for_config(config.model_type, getattr(config, "architectures", None))
     family = family_cls.from_pretrained(source, device=dev, dtype=resolve_dtype(dtype, dev), **hub)
     return Model(family, name=name, preset=preset, settings=settings)
 
@@ -188,14 +383,20 @@ def _is_single(images: Any) -> bool:
     return True
 
 
-def _len(sources: Iterable[Any]) -> int | None:
-    return len(sources) if hasattr(sources, "__len__") else None  # type: ignore[arg-type]
+def _presets_for(task: str) -> list[Preset]:
+    from im2text.registry import list_models
+
+    return list_models(task=task)
 
 
-def _progress(stream: Iterator[Caption], total: int | None) -> Iterator[Caption]:
+def _progress(
+    stream: Iterator[Any], total: int | None, inputs: Iterable[Any], desc: str
+) -> Iterator[Any]:
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, unit="img", desc="captioning", dynamic_ncols=True) as bar:
+    if total is None and hasattr(inputs, "__len__"):
+        total = len(inputs)  # type: ignore[arg-type]
+    with tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True) as bar:
         for item in stream:
             bar.update(1)
             yield item

@@ -24,7 +24,8 @@ R = TypeVar("R")  # per-item result of `compute`
 @dataclass
 class Item(Generic[T]):
     source: ImageSource
-    extra: T | None = None
+    extra: T | None = None  # per-item payload for `prepare` (e.g. the question)
+    error: str | None = None  # set when the item is known bad before loading (e.g. empty question)
 
 
 @dataclass
@@ -62,7 +63,12 @@ def run_batched(
     limits = limits or ImageLimits()
 
     def load_and_prepare(chunk: list[Item[T]]) -> _Prepared:
-        loaded = [try_load(it.source, limits=limits, target_size=target_size) for it in chunk]
+        loaded = [
+            ImageError(it.error)
+            if it.error
+            else try_load(it.source, limits=limits, target_size=target_size)
+            for it in chunk
+        ]
         errors = {i: str(im) for i, im in enumerate(loaded) if isinstance(im, ImageError)}
         ok = [i for i in range(len(chunk)) if i not in errors]
         images = [loaded[i] for i in ok]  # type: ignore[misc]

@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One decoded text and its mean token log-probability under the model."""
+    """One decoded text, scored under the model."""
 
     text: str
-    score: float
+    score: float  # mean token log-probability (length-normalised; ranks captions)
+    logprob: float = float("nan")  # total log-probability: exp() is the sequence probability
 
 
 class Family:
@@ -34,7 +35,12 @@ class Family:
 
     key: ClassVar[str]  # registry key, e.g. "blip"
     model_types: ClassVar[tuple[str, ...]]  # config.model_type values this family handles
+    # config.architectures this family claims ((): any, for its model types); lets one model
+    # type (BLIP) map to several families (captioning, VQA, ITM) by the checkpoint's head.
+    architectures: ClassVar[tuple[str, ...]] = ()
     model_class: ClassVar[str]  # transformers class that loads the weights
+    vision_tower: ClassVar[str | None] = None  # attribute path of the image encoder (dedupe)
+    needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
     tasks: ClassVar[tuple[str, ...]] = ("caption",)
     default_prompt: ClassVar[str | None] = None  # caption prompt when the user gives none
     # True: the model continues the prompt, so the caption is prompt + continuation (BLIP, GIT).
@@ -61,6 +67,10 @@ class Family:
         model_cls = getattr(transformers, cls.model_class)
         model = model_cls.from_pretrained(source, dtype=dtype, **hub)
         model.to(device).eval()
+        if cls.vision_tower:
+            from im2text.engine.dedupe import encode_unique_images
+
+            encode_unique_images(model.get_submodule(cls.vision_tower))
         return cls(model, processor, device, dtype)
 
     @classmethod
@@ -75,7 +85,7 @@ class Family:
         self.processor.save_pretrained(directory)
 
     @property
-    def image_size(self) -> int:
+    def image_size(self) -> int | None:
         """Side length the processor resizes to (used to decode big JPEGs at reduced size)."""
         improc = getattr(self.processor, "image_processor", self.processor)
         size = getattr(improc, "size", None) or {}
@@ -85,9 +95,15 @@ class Family:
 
     # --- running --------------------------------------------------------------------------------
 
-    def prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, torch.Tensor]:
-        """Turn images (and one shared prompt) into the keyword inputs of `model.generate`."""
-        raise NotImplementedError
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        """Turn images (and a prompt per image) into the keyword inputs of `model.generate`."""
+        raise NotImplementedError(f"{self.key} models do not generate text")
+
+    def question_prompt(self, question: str) -> str:
+        """The prompt that asks `question` about the image (VQA); the answer is what follows."""
+        return question
 
     def generation_kwargs(self) -> dict[str, Any]:
         """Family-specific `generate` keywords (special token ids and the like)."""
@@ -115,12 +131,15 @@ class Family:
             return_dict_in_generate=True,
             output_logits=True,
         )
-        tokens, scores = score_sequences(
+        tokens, scores, totals = score_sequences(
             out.sequences, out.logits, getattr(out, "beam_indices", None), self.eos_token_ids()
         )
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         n = settings.num_return_sequences
-        cands = [Candidate(t.strip(), s) for t, s in zip(texts, scores.tolist(), strict=True)]
+        cands = [
+            Candidate(t.strip(), s, lp)
+            for t, s, lp in zip(texts, scores.tolist(), totals.tolist(), strict=True)
+        ]
         return [cands[i : i + n] for i in range(0, len(cands), n)]
 
     def _to_device(self, v: Any) -> Any:
@@ -136,8 +155,8 @@ def score_sequences(
     logits: tuple[torch.Tensor, ...],
     beam_indices: torch.Tensor | None,
     eos_ids: set[int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generated tokens and their mean log-probability under the raw (unprocessed) logits.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Generated tokens and their log-probability under the raw (unprocessed) logits.
 
     Args:
         sequences: (N, S) ids returned by generate (N = batch * num_return_sequences); the
@@ -148,7 +167,7 @@ def score_sequences(
 
     Returns:
         tokens (N, L) of generated ids with padding after EOS replaced by the first EOS id,
-        and scores (N,) mean log-probability per generated token (EOS included).
+        mean (N,) log-probability per generated token (EOS included), and total (N,).
     """
     n = sequences.shape[0]
     if beam_indices is None:
@@ -168,6 +187,67 @@ def score_sequences(
         is_eos = torch.isin(tokens, torch.tensor(sorted(eos_ids), device=tokens.device))
         after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
         valid = valid & ~after_eos
-    counts = valid.sum(-1).clamp(min=1)
-    scores = (logp * valid).sum(-1) / counts
-    return tokens.masked_fill(~valid, min(eos_ids) if eos_ids else 0), scores
+    total = (logp * valid).sum(-1)
+    mean = total / valid.sum(-1).clamp(min=1)
+    return tokens.masked_fill(~valid, min(eos_ids) if eos_ids else 0), mean, total
+
+
+# Zero-shot prompt ensemble from the CLIP authors' ImageNet notebook (the 7 best templates).
+ENSEMBLE_TEMPLATES = (
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+)
+
+
+class DualEncoder(Family):
+    """Families with an image encoder and a text encoder in one embedding space (CLIP, BLIP ITC).
+
+    Subclasses implement `prepare_images`, `embed_images`, `embed_texts` and `logit_scale`.
+    """
+
+    tasks = ("match", "classify", "embed")
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def embed_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) L2-normalised image embeddings (float32, CPU)."""
+        raise NotImplementedError
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """(T, D) L2-normalised text embeddings (float32, CPU)."""
+        raise NotImplementedError
+
+    @property
+    def logit_scale(self) -> float:
+        raise NotImplementedError
+
+    def match(
+        self, inputs: dict[str, torch.Tensor], texts: list[str], text_emb: torch.Tensor
+    ) -> list[dict[str, list[float] | None]]:
+        """Per image: cosine similarity to each text and softmax over the texts."""
+        sim = self.embed_images(inputs) @ text_emb.T  # (B, T)
+        prob = (sim * self.logit_scale).softmax(-1)
+        return [
+            {"similarity": s.tolist(), "probability": p.tolist(), "itm": None}
+            for s, p in zip(sim, prob, strict=True)
+        ]
+
+    def classifier(
+        self, labels: list[str] | None, templates: tuple[str, ...]
+    ) -> tuple[list[str], torch.Tensor]:
+        """Label names and (L, D) label embeddings: the renormalised mean over templates."""
+        if not labels:
+            raise ValueError("zero-shot classification needs labels (e.g. ['cat', 'dog'])")
+        texts = [t.format(label) for label in labels for t in templates]
+        emb = self.embed_texts(texts).reshape(len(labels), len(templates), -1).mean(1)
+        return labels, torch.nn.functional.normalize(emb, dim=-1)
+
+    def classify(self, inputs: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        """(B, L) zero-shot probabilities over the labels."""
+        return (self.embed_images(inputs) @ state.T * self.logit_scale).softmax(-1)

@@ -1,31 +1,151 @@
-"""BLIP (Salesforce): ViT image encoder + BERT-style text decoder.
+"""BLIP (Salesforce): ViT image encoder + BERT-style text encoder/decoder. Three heads:
+captioning, VQA and image-text matching (ITM + ITC), each a family class here.
 
-Quirks kept here: the decoder starts from [DEC] (bos) and stops at [SEP]; `generate` swaps the
-tokenizer's leading [CLS] for [DEC] and drops the prompt's last token, which it expects to be the
-[SEP] that the processor appends — so prompts must go through the processor with special tokens.
+Quirks kept here: the decoder starts from [DEC] (bos) and stops at [SEP]; captioning `generate`
+swaps the tokenizer's leading [CLS] for [DEC] and drops the prompt's last token, which it expects
+to be the [SEP] the processor appends — so prompts go through the processor with special tokens,
+and one batch shares one prompt (right padding would put [SEP] elsewhere). VQA encodes the
+question with the image, then decodes the answer from [DEC]. ITM scores a pair with a 2-way head;
+ITC compares projected [CLS] embeddings.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-from im2text.families.base import Family
+import torch
+
+from im2text.families.base import DualEncoder, Family
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
 
 class Blip(Family):
     key = "blip"
     model_types = ("blip",)
+    architectures = ("BlipForConditionalGeneration",)
     model_class = "BlipForConditionalGeneration"
+    vision_tower = "vision_model"
 
-    def prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, torch.Tensor]:
-        if not prompt:
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        if len(set(prompts)) > 1:
+            raise ValueError("BLIP captioning needs one prompt for the whole batch")
+        if not prompts or not prompts[0]:
             return dict(self.processor(images=images, return_tensors="pt"))
-        # Same prompt for every image, so no padding and no per-row length differences.
-        return dict(self.processor(images=images, text=[prompt] * len(images), return_tensors="pt"))
+        return dict(self.processor(images=images, text=list(prompts), return_tensors="pt"))
 
     def eos_token_ids(self) -> set[int]:
         return {int(self.model.config.text_config.sep_token_id)}
+
+
+class BlipVqa(Family):
+    key = "blip-vqa"
+    model_types = ("blip",)
+    architectures = ("BlipForQuestionAnswering",)
+    model_class = "BlipForQuestionAnswering"
+    vision_tower = "vision_model"
+    tasks = ("ask",)
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        text = [p or "" for p in prompts]
+        return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))
+
+    def eos_token_ids(self) -> set[int]:
+        return {int(self.model.config.text_config.sep_token_id)}
+
+    @torch.inference_mode()
+    def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:
+        """Log-probability (B, K) of each candidate answer for each (image, question) row."""
+        inputs = {k: self._to_device(v) for k, v in inputs.items()}
+        m = self.model
+        image_embeds = m.vision_model(pixel_values=inputs["pixel_values"])[0]  # (B, P, D)
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+        question = m.text_encoder(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=image_mask,
+        )[0]  # (B, Tq, D)
+        enc = self.tokenizer(answers, padding=True, return_tensors="pt").to(self.device)
+        ids = enc.input_ids.clone()
+        ids[:, 0] = m.config.text_config.bos_token_id  # the answer decoder starts from [DEC]
+        k = len(answers)
+        out = torch.empty(question.shape[0], k, device=self.device)
+        for b in range(question.shape[0]):
+            logits = m.text_decoder(
+                input_ids=ids,
+                attention_mask=enc.attention_mask,
+                encoder_hidden_states=question[b : b + 1].expand(k, -1, -1),
+                encoder_attention_mask=inputs["attention_mask"][b : b + 1].expand(k, -1),
+            ).logits  # (K, Ta, V)
+            logp = logits[:, :-1].float().log_softmax(-1)
+            target = ids[:, 1:]
+            tok = logp.gather(-1, target[..., None])[..., 0] * enc.attention_mask[:, 1:]
+            out[b] = tok.sum(-1)
+        return out.cpu()
+
+
+class BlipItm(DualEncoder):
+    key = "blip-itm"
+    model_types = ("blip",)
+    architectures = ("BlipForImageTextRetrieval", "BlipModel")
+    model_class = "BlipForImageTextRetrieval"
+    vision_tower = "vision_model"
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        return dict(self.processor(images=images, return_tensors="pt"))
+
+    @property
+    def logit_scale(self) -> float:
+        # ITC temperature 0.07 at init in BLIP, i.e. exp(2.6592): the config's logit scale.
+        return math.exp(self.model.config.logit_scale_init_value)
+
+    @torch.inference_mode()
+    def embed_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        pv = self._to_device(inputs["pixel_values"])
+        cls = self.model.vision_model(pixel_values=pv)[0][:, 0]
+        return torch.nn.functional.normalize(self.model.vision_proj(cls).float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        enc = enc.to(self.device)
+        out = self.model.text_encoder(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+        cls = out[0][:, 0]
+        return torch.nn.functional.normalize(self.model.text_proj(cls).float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def pair_probability(self, inputs: dict[str, torch.Tensor], texts: list[str]) -> torch.Tensor:
+        """ITM head: probability (B, T) that each text matches each image."""
+        pv = self._to_device(inputs["pixel_values"])
+        image_embeds = self.model.vision_model(pixel_values=pv)[0]  # (B, P, D), once per image
+        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        enc = enc.to(self.device)
+        n_texts = len(texts)
+        ones = torch.ones(n_texts, image_embeds.shape[1], dtype=torch.long, device=pv.device)
+        out = torch.empty(pv.shape[0], n_texts)
+        for b in range(pv.shape[0]):
+            emb = image_embeds[b : b + 1].expand(n_texts, -1, -1)
+            hidden = self.model.text_encoder(
+                input_ids=enc.input_ids,
+                attention_mask=enc.attention_mask,
+                encoder_hidden_states=emb,
+                encoder_attention_mask=ones,
+            )[0]
+            logits = self.model.itm_head(hidden[:, 0]).float()  # (T, 2): [no match, match]
+            out[b] = logits.softmax(-1)[:, 1].cpu()
+        return out
+
+    def match(
+        self, inputs: dict[str, torch.Tensor], texts: list[str], text_emb: torch.Tensor
+    ) -> list[dict[str, list[float] | None]]:
+        out = super().match(inputs, texts, text_emb)
+        for row, itm in zip(out, self.pair_probability(inputs, texts), strict=True):
+            row["itm"] = itm.tolist()
+        return out

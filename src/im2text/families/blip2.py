@@ -34,6 +34,18 @@ class Blip2(Family):
             processor.num_query_tokens = AutoConfig.from_pretrained(source, **hub).num_query_tokens
         return processor
 
-    def prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, torch.Tensor]:
-        text = [prompt or ""] * len(images)
-        return dict(self.processor(images=images, text=text, return_tensors="pt"))
+    vision_tower = "vision_model"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Decoder-only LMs continue the last token of each row: pad on the left.
+        self.tokenizer.padding_side = "left"
+
+    def question_prompt(self, question: str) -> str:
+        return f"Question: {question} Answer:"  # the BLIP-2 paper's VQA template
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        text = [p or "" for p in prompts]
+        return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))

@@ -2,6 +2,8 @@
 
 Quirks kept here: generation starts from [CLS] (bos) and stops at [SEP]; a prompt is fed as
 [CLS] + prompt tokens *without* the trailing [SEP] the tokenizer would add (else it stops at once).
+GIT's positions ignore the attention mask, so prompts of different lengths cannot share a padded
+batch: rows are generated in groups of equal prompt length and put back in order.
 """
 
 from __future__ import annotations
@@ -21,13 +23,36 @@ class Git(Family):
     model_types = ("git",)
     model_class = "GitForCausalLM"
 
-    def prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, torch.Tensor]:
+    tasks = ("caption", "ask")
+    vision_tower = "git.image_encoder"
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
         pixel_values = self.processor(images=images, return_tensors="pt").pixel_values
-        ids = [self.tokenizer.cls_token_id]
-        if prompt:
-            ids += self.tokenizer(prompt, add_special_tokens=False).input_ids
-        input_ids = torch.tensor([ids] * len(images), dtype=torch.long)
-        return {"pixel_values": pixel_values, "input_ids": input_ids}
+        cls = self.tokenizer.cls_token_id
+        rows = [
+            [cls, *(self.tokenizer(p, add_special_tokens=False).input_ids if p else [])]
+            for p in prompts
+        ]
+        if len({len(r) for r in rows}) == 1:
+            return {"pixel_values": pixel_values, "input_ids": torch.tensor(rows)}
+        return {"pixel_values": pixel_values, "prompt_ids": rows}  # type: ignore[dict-item]
+
+    def generate(self, inputs, settings):  # type: ignore[no-untyped-def]
+        if "prompt_ids" not in inputs:
+            return super().generate(inputs, settings)
+        rows: list[list[int]] = inputs["prompt_ids"]
+        out: list = [None] * len(rows)
+        for length in sorted({len(r) for r in rows}):
+            idx = [i for i, r in enumerate(rows) if len(r) == length]
+            group = {
+                "pixel_values": inputs["pixel_values"][idx],
+                "input_ids": torch.tensor([rows[i] for i in idx], dtype=torch.long),
+            }
+            for i, res in zip(idx, super().generate(group, settings), strict=True):
+                out[i] = res
+        return out
 
     def eos_token_ids(self) -> set[int]:
         return {int(self.tokenizer.sep_token_id)}

@@ -22,6 +22,11 @@ class InstructBlip(Blip2):
     model_class = "InstructBlipForConditionalGeneration"
     default_prompt = "A short image description:"
 
-    def prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, torch.Tensor]:
-        text = [prompt or self.default_prompt] * len(images)
-        return dict(self.processor(images=images, text=text, return_tensors="pt"))
+    def question_prompt(self, question: str) -> str:
+        return question  # instruction-tuned: the question is the instruction
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        text = [p or self.default_prompt or "" for p in prompts]
+        return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))

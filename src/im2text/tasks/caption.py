@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from im2text.config import GenerationSettings, LoadSettings
 from im2text.engine.batching import Item, run_batched
 from im2text.images import ImageLimits, ImageSource
 from im2text.results import Caption
+from im2text.tasks._common import clean_text
 
 if TYPE_CHECKING:
     from im2text.families.base import Family
@@ -27,7 +29,7 @@ def caption_stream(
     items = (Item(s) for s in sources)
     for item, result in run_batched(
         items,
-        prepare=lambda images, _extras: family.prepare(images, prompt),
+        prepare=lambda images, _extras: family.prepare(images, [prompt] * len(images)),
         compute=lambda batch: family.generate(batch, generation),
         batch_size=load.batch_size,
         num_workers=load.num_workers,
@@ -40,17 +42,12 @@ def caption_stream(
         ranked = sorted(result, key=lambda c: c.score, reverse=True)  # best first, stable
         if prompt and family.prompt_is_prefix:
             # The model continued the user's words: the caption is the whole sentence.
-            ranked = [type(c)(f"{prompt} {c.text}".strip(), c.score) for c in ranked]
+            ranked = [replace(c, text=f"{prompt} {c.text}".strip()) for c in ranked]
         best = ranked[0]
         yield Caption(best.text, best.score, tuple(ranked), source=item.source.key)
 
 
 def _sanitize_prompt(prompt: str | None) -> str | None:
-    if prompt is None:
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
         return None
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
-    prompt = " ".join(prompt.split())
-    if len(prompt) > 1000:
-        raise ValueError(f"prompt is too long ({len(prompt)} characters; the limit is 1000)")
-    return prompt or None
+    return clean_text(prompt, "prompt")

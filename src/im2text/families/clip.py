@@ -1,0 +1,48 @@
+"""CLIP (OpenAI) and compatible dual encoders: cosine similarity of normalised embeddings.
+
+Quirks kept here: zero-shot labels are wrapped in prompt templates and the per-label text
+embedding is the renormalised mean over templates (the CLIP paper's ensemble); softmax over
+labels uses the model's learned logit scale.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from im2text.families.base import DualEncoder
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+class Clip(DualEncoder):
+    key = "clip"
+    model_types = ("clip",)
+    model_class = "CLIPModel"
+    vision_tower = "vision_model"
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.processor(images=images, return_tensors="pt").pixel_values}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().clamp(max=100))
+
+    @torch.inference_mode()
+    def embed_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        pv = self._to_device(inputs["pixel_values"])
+        feats = self.model.get_image_features(pixel_values=pv)
+        feats = getattr(feats, "pooler_output", feats)
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        feats = self.model.get_text_features(
+            input_ids=enc.input_ids.to(self.device),
+            attention_mask=enc.attention_mask.to(self.device),
+        )
+        feats = getattr(feats, "pooler_output", feats)
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
