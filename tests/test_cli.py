@@ -78,7 +78,7 @@ def test_mixed_folder_records_and_exit_code(mixed_folder, tiny, tmp_path: Path, 
     assert "empty" in errors["empty.png"]
     assert "not an image" in errors["notes.jpg"]
     assert "pixels" in errors["bomb.png"]
-    assert "4 of 9 images failed" in capsys.readouterr().err
+    assert "4 of 9 items failed" in capsys.readouterr().err
 
     # Rerun: nothing left to do, file unchanged.
     before = out.read_text()
@@ -191,7 +191,7 @@ def test_kill_minus_9_then_resume(tiny, tmp_path: Path) -> None:
     assert 4 <= done_before < 60, "the kill must land mid-run"
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{done_before} of 60 images already done" in rerun.stderr
+    assert f"{done_before} of 60 items already done" in rerun.stderr
     lines = out.read_text().splitlines()
     recs = [json.loads(line) for line in lines]  # every line is valid JSON
     paths = [r["path"] for r in recs]

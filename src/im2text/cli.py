@@ -14,13 +14,18 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from im2text.jobs.records import CSV_FIELDS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MODEL, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 
-def _add_model_args(p: argparse.ArgumentParser, default: str = "blip-base") -> None:
-    p.add_argument("--model", "-m", default=default, help="preset, Hub id or local dir")
+def _add_model_args(p: argparse.ArgumentParser, default: str | None = "blip-base") -> None:
+    p.add_argument(
+        "--model", "-m", default=default, help=f"preset, Hub id or local dir ({default})"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--dtype", default="auto", help="auto | float32 | float16 | bfloat16")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
@@ -45,8 +50,12 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="seed for --sample")
 
 
-def _add_bulk_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
+def _add_bulk_args(p: argparse.ArgumentParser, inputs_required: bool = True) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+" if inputs_required else "*",
+        help="image files, folders (recursive) or globs",
+    )
     p.add_argument("--batch-size", "-b", type=int, default=8)
     p.add_argument("--workers", type=int, default=2, help="image loading threads")
     p.add_argument("--output", "-o", help="FILE.jsonl or FILE.csv; rerunning resumes it")
@@ -78,8 +87,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="write photo.txt beside each photo.jpg (skips existing ones)",
     )
     p.add_argument("--overwrite", action="store_true", help="with --sidecar: replace .txt files")
+    p.add_argument("--rerank", help='order candidates by "itm", "clip" or a matching model')
     _add_generation_args(p)
     p.set_defaults(func=_cmd_caption)
+
+    p = sub.add_parser("ask", help="answer questions about images (VQA)")
+    _add_bulk_args(p, inputs_required=False)
+    _add_model_args(p, default="blip-vqa-base")
+    p.add_argument("--question", "-q", action="append", help="ask every image (repeatable)")
+    p.add_argument("--questions", help="CSV (image,question) or JSONL file of pairs")
+    p.add_argument("--candidates", nargs="+", help="rank these answers instead of generating")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser("read", help="read the text in images (OCR)")
+    _add_bulk_args(p)
+    _add_model_args(p, default="rapidocr")
+    p.add_argument(
+        "--layout",
+        choices=("auto", "page", "line"),
+        default="auto",
+        help="TrOCR: find lines first (page) or read the image as one line",
+    )
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "text"),
+        default="jsonl",
+        help="stdout format when no --output is given",
+    )
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_read)
+
+    p = sub.add_parser("match", help="score texts against images (ITM / CLIP)")
+    _add_bulk_args(p)
+    _add_model_args(p, default="clip-vit-base-patch32")
+    p.add_argument("--text", "-t", action="append", required=True, help="a text (repeatable)")
+    p.set_defaults(func=_cmd_match)
+
+    p = sub.add_parser("classify", help="top-k labels: zero-shot (CLIP) or supervised (ViT)")
+    _add_bulk_args(p)
+    _add_model_args(p, default="clip-vit-base-patch32")
+    p.add_argument("--labels", help="cat,dog,car or @labels.txt (zero-shot; ViT: optional)")
+    p.add_argument(
+        "--templates", default="a photo of a {}.", help='a prompt template with {} or "ensemble"'
+    )
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("index", help="embed images into a searchable index (incremental)")
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.add_argument("--out", required=True, help="index folder (created or extended)")
+    p.add_argument("--batch-size", "-b", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    _add_model_args(p, default="clip-vit-base-patch32")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("search", help="search an index with a text or an image")
+    p.add_argument("index", help="index folder made by `im2text index`")
+    p.add_argument("query", help="text, or the path of an image")
+    p.add_argument("--top-k", "-k", type=int, default=5)
+    p.add_argument("--faiss", action="store_true", help="use faiss (exact inner product)")
+    _add_model_args(p, default=None)
+    p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("models", help="list model presets")
     p.add_argument("--task", help="only presets for this task (caption, ask, ...)")
@@ -131,6 +201,7 @@ def _load_model(args: argparse.Namespace) -> Any:
         num_workers=args.workers,
     )
     args._loading = False
+    args.model_name = model.name
     return model
 
 
@@ -150,22 +221,41 @@ def _generation(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def _cmd_caption(args: argparse.Namespace) -> int:
-    from im2text.images import expand_inputs
-    from im2text.jobs.records import RecordWriter, sidecar_path, write_sidecar
+def _bulk(
+    args: argparse.Namespace,
+    items: list[Any],
+    key: Any,
+    run: Any,
+    *,
+    key_fields: tuple[str, ...] = ("path",),
+    fields: tuple[str, ...] = CSV_FIELDS,
+    skip: Any = None,
+    after: Any = None,
+) -> int:
+    """Shared bulk loop: resume from --output, run, write records, count failures.
 
-    generation = _generation(args)
-    sources = expand_inputs(args.inputs)
-    writer = RecordWriter(args.output, retry_errors=args.retry_errors) if args.output else None
+    Args:
+        items: the inputs (sources or (source, question) pairs).
+        key: item -> its record key tuple (to skip what --output already holds).
+        run: (model, todo) -> iterator of results with `.ok` and `.to_record(model_name)`.
+        skip: item -> True to skip it for another reason (e.g. sidecar exists).
+        after: (result) -> None, called per result (e.g. write the sidecar).
+    """
+    from im2text.jobs.records import RecordWriter
+
+    writer = (
+        RecordWriter(
+            args.output, fields=fields, key_fields=key_fields, retry_errors=args.retry_errors
+        )
+        if args.output
+        else None
+    )
     todo = [
-        s
-        for s in sources
-        if not (writer and s.key in writer.done)
-        and not (args.sidecar and not args.overwrite and sidecar_path(s.key).exists())
+        it for it in items if not (writer and key(it) in writer.done) and not (skip and skip(it))
     ]
-    skipped = len(sources) - len(todo)
-    if skipped:
-        _err(f"im2text: {skipped} of {len(sources)} images already done; {len(todo)} to go")
+    if len(todo) < len(items):
+        _err(f"im2text: {len(items) - len(todo)} of {len(items)} items already done; "
+             f"{len(todo)} to go")  # fmt: skip
     if not todo:
         if writer:
             writer.close()
@@ -173,31 +263,206 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     model = _load_model(args)
     failed = 0
     try:
-        stream = model.caption_iter(
-            todo,
-            prompt=args.prompt,
-            progress=not args.no_progress,
-            total=len(todo),
-            **generation,
-        )
-        for cap in stream:
-            record = cap.to_record(model.name)
+        for result in run(model, todo):
+            record = result.to_record(model.name)
             if writer:
                 writer.write(record)
-            elif not args.sidecar:
+            elif after is None:
                 print(json.dumps(record, ensure_ascii=False), flush=True)
-            if cap.ok and args.sidecar:
-                write_sidecar(cap.source, cap.text, overwrite=args.overwrite)
-            if not cap.ok:
-                failed += 1
-                if args.sidecar and not writer:
-                    _err(f"im2text: {cap.error}")
+            if after is not None:
+                after(result, writer)
+            failed += not result.ok
     finally:
         if writer:
             writer.close()
     if failed:
-        _err(f"im2text: {failed} of {len(todo)} images failed (see the 'error' field)")
+        _err(f"im2text: {failed} of {len(todo)} items failed (see the 'error' field)")
         return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _cmd_caption(args: argparse.Namespace) -> int:
+    from im2text.images import expand_inputs
+    from im2text.jobs.records import sidecar_path, write_sidecar
+
+    def after(cap: Any, writer: Any) -> None:
+        if cap.ok and args.sidecar:
+            write_sidecar(cap.source, cap.text, overwrite=args.overwrite)
+        elif not cap.ok and args.sidecar and not writer:
+            _err(f"im2text: {cap.error}")
+        if not args.sidecar and not writer:
+            print(json.dumps(cap.to_record(args.model_name), ensure_ascii=False), flush=True)
+
+    return _bulk(
+        args,
+        expand_inputs(args.inputs),
+        key=lambda s: (s.key,),
+        run=lambda model, todo: model.caption_iter(
+            todo,
+            prompt=args.prompt,
+            rerank=args.rerank,
+            progress=not args.no_progress,
+            total=len(todo),
+            **_generation(args),
+        ),
+        skip=(lambda s: sidecar_path(s.key).exists())
+        if args.sidecar and not args.overwrite
+        else None,
+        after=after,
+    )
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from im2text.images import ImageSource, expand_inputs
+
+    if args.questions:
+        pairs = _read_pairs(args.questions)
+    elif args.question:
+        pairs = [(s, q) for s in expand_inputs(args.inputs) for q in args.question]
+    else:
+        raise ValueError("give --question (repeatable) or --questions FILE.csv")
+    if args.questions and args.inputs:
+        raise ValueError("give images either as arguments or in --questions FILE, not both")
+    pairs = [(s if isinstance(s, ImageSource) else ImageSource(s, Path(s)), q) for s, q in pairs]
+    return _bulk(
+        args,
+        pairs,
+        key=lambda p: (p[0].key, " ".join(str(p[1]).split())),
+        key_fields=("path", "question"),
+        fields=("path", "question", "answer", "confidence", "ranking", "model", "error"),
+        run=lambda model, todo: model.ask_iter(
+            todo,
+            candidates=args.candidates,
+            progress=not args.no_progress,
+            total=len(todo),
+            **_generation(args),
+        ),
+    )
+
+
+def _read_pairs(path: str) -> list[tuple[str, str]]:
+    """image,question rows from a CSV (header `image,question`) or JSONL file."""
+    import csv
+
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".jsonl"):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+    pairs = []
+    for i, row in enumerate(rows, start=2 if not path.endswith(".jsonl") else 1):
+        if not isinstance(row, dict) or "image" not in row or "question" not in row:
+            raise ValueError(f"{path}:{i}: need 'image' and 'question' fields")
+        image = Path(row["image"])
+        if not image.is_absolute():
+            image = Path(path).parent / image
+        pairs.append((str(image), row["question"]))
+    return pairs
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    from im2text.images import expand_inputs
+
+    def after(reading: Any, writer: Any) -> None:
+        if writer:
+            return
+        if args.format == "text":
+            print(f"==> {reading.source} <==")
+            print(reading.text if reading.ok else f"error: {reading.error}", flush=True)
+        else:
+            print(json.dumps(reading.to_record(args.model_name), ensure_ascii=False), flush=True)
+
+    page = {"auto": None, "page": True, "line": False}[args.layout]
+    return _bulk(
+        args,
+        expand_inputs(args.inputs),
+        key=lambda s: (s.key,),
+        fields=("path", "text", "lines", "model", "error"),
+        run=lambda model, todo: model.read_iter(
+            todo, page=page, progress=not args.no_progress, total=len(todo), **_generation(args)
+        ),
+        after=after,
+    )
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    from im2text.images import expand_inputs
+    from im2text.tasks.match import match_stream
+
+    return _bulk(
+        args,
+        expand_inputs(args.inputs),
+        key=lambda s: (s.key,),
+        fields=("path", "texts", "similarity", "probability", "itm", "model", "error"),
+        run=lambda model, todo: match_stream(model.family, todo, args.text, load=model.settings),
+    )
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from im2text.families.base import ENSEMBLE_TEMPLATES
+    from im2text.images import expand_inputs
+    from im2text.tasks.match import classify_stream
+
+    labels = _split_labels(args.labels) if args.labels else None
+    templates = ENSEMBLE_TEMPLATES if args.templates == "ensemble" else (args.templates,)
+    return _bulk(
+        args,
+        expand_inputs(args.inputs),
+        key=lambda s: (s.key,),
+        fields=("path", "label", "score", "labels", "model", "error"),
+        run=lambda model, todo: classify_stream(
+            model.family, todo, labels, templates=templates, top_k=args.top_k, load=model.settings
+        ),
+    )
+
+
+def _split_labels(spec: str) -> list[str]:
+    """`cat,dog` or `@labels.txt` (one label per line)."""
+    if spec.startswith("@"):
+        lines = Path(spec[1:]).read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    return [p.strip() for p in spec.split(",") if p.strip()]
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from im2text.images import expand_inputs
+    from im2text.jobs.index import EmbeddingIndex
+
+    sources = expand_inputs(args.inputs)
+    model = _load_model(args)
+    dim = int(model.embed(texts=["probe"]).shape[1])
+    index = EmbeddingIndex.open_or_create(args.out, model=args.model, dim=dim)
+    todo = [s for s in sources if s.key not in index]
+    _err(f"im2text: index has {len(index)} images; adding {len(todo)} new")
+    failed = 0
+    stream = model.embed_iter(todo)
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        stream = tqdm(stream, total=len(todo), unit="img", desc="indexing")
+    for key, vec in stream:
+        if isinstance(vec, BaseException):
+            failed += 1
+            _err(f"im2text: {vec}")
+            continue
+        index.add(key, vec)
+    _err(f"im2text: index now holds {len(index)} images")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from im2text.jobs.index import EmbeddingIndex
+
+    index = EmbeddingIndex(args.index)
+    args.model = args.model or index.meta["model"]
+    args.batch_size, args.workers = 8, 1
+    model = _load_model(args)
+    if Path(args.query).is_file():  # an image query: find similar images
+        query = model.embed(args.query)[0]
+    else:
+        query = model.embed(texts=[args.query])[0]
+    for hit in index.search(query, args.top_k, use_faiss=args.faiss):
+        print(json.dumps({"path": hit.path, "score": round(hit.score, 6)}), flush=True)
     return EXIT_OK
 
 

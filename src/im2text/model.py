@@ -23,6 +23,8 @@ from im2text.tasks.caption import caption_stream
 from im2text.tasks.match import classify_stream, embed_stream, match_stream
 from im2text.tasks.read import read_stream
 
+RERANKERS = {"itm": "blip-itm-base-coco", "clip": "clip-vit-base-patch32"}
+
 
 class Model:
     """A loaded model of any family. Create with `im2text.load(...)`."""
@@ -41,6 +43,7 @@ class Model:
         self.settings = settings or LoadSettings()
         self.generation = GenerationSettings().merged(**(preset.generation if preset else {}))
         self.prompt = preset.prompt if preset else None
+        self._rerankers: dict[str, Model] = {}
 
     def __repr__(self) -> str:
         return (
@@ -61,6 +64,19 @@ class Model:
                 f"models that can: {', '.join(able)}"
             )
 
+    def _reranker(self, rerank: str | Model | None) -> Any:
+        if rerank is None:
+            return None
+        if not isinstance(rerank, Model):
+            name = RERANKERS.get(rerank, rerank)
+            if name not in self._rerankers:
+                s = self.settings
+                self._rerankers[name] = load(name, device=s.device, dtype=s.dtype)
+            rerank = self._rerankers[name]
+        if "match" not in rerank.family.tasks:
+            raise ValueError(f"re-ranker '{rerank.name}' cannot match images and texts")
+        return rerank.family
+
     def _load_settings(self, batch_size: int | None) -> LoadSettings:
         return replace(self.settings, batch_size=batch_size or self.settings.batch_size)
 
@@ -79,6 +95,7 @@ class Model:
         images: Any,
         *,
         prompt: str | None = None,
+        rerank: str | Model | None = None,
         batch_size: int | None = None,
         progress: bool = False,
         **generation: Any,
@@ -90,6 +107,9 @@ class Model:
             prompt: text the caption should continue (e.g. "a photograph of"); for
                 instruction-following families, the instruction.
             batch_size: images per forward pass (default: the load setting).
+            rerank: order several candidate captions by how well they match the image:
+                "itm" (BLIP ITM, blip-itm-base-coco), "clip" (clip-vit-base-patch32), or any
+                loaded matching `Model`, preset, Hub id or directory.
             progress: show a progress bar.
             **generation: any `GenerationSettings` field, e.g. `num_beams=3`,
                 `max_new_tokens=30`, `do_sample=True`, `num_return_sequences=3`.
@@ -100,7 +120,12 @@ class Model:
         """
         sources = expand_inputs(images)
         stream = self.caption_iter(
-            sources, prompt=prompt, batch_size=batch_size, progress=progress, **generation
+            sources,
+            prompt=prompt,
+            rerank=rerank,
+            batch_size=batch_size,
+            progress=progress,
+            **generation,
         )
         return self._collect(_is_single(images), stream)
 
@@ -109,6 +134,7 @@ class Model:
         sources: Iterable[ImageSource],
         *,
         prompt: str | None = None,
+        rerank: str | Model | None = None,
         batch_size: int | None = None,
         progress: bool = False,
         total: int | None = None,
@@ -122,6 +148,7 @@ class Model:
             prompt=prompt if prompt is not None else self.prompt,
             generation=self.generation.merged(**generation),
             load=self._load_settings(batch_size),
+            reranker=self._reranker(rerank),
         )
         return _progress(stream, total, sources, "captioning") if progress else stream
 

@@ -45,7 +45,7 @@ class Caption:
             "path": self.source,
             "caption": self.text if self.ok else None,
             "score": _r(self.score),
-            "captions": [{"text": c.text, "score": _r(c.score)} for c in self.candidates]
+            "captions": [_candidate(c) for c in self.candidates]
             if len(self.candidates) > 1
             else None,
             "model": model,
@@ -202,6 +202,13 @@ class Classification:
             "model": model,
             "error": self.error,
         }
+
+
+def _candidate(c: Candidate) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": c.text, "score": _r(c.score)}
+    if not math.isnan(c.rerank):
+        out["rerank"] = _r(c.rerank)
+    return out
 
 
 def error_message(error: BaseException | str) -> str:

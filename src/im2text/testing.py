@@ -17,7 +17,15 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-__all__ = ["CORPUS", "TINY_FAMILIES", "build_checkpoint", "shape_corpus"]
+__all__ = [
+    "CORPUS",
+    "TINY_FAMILIES",
+    "TINY_KINDS",
+    "build_checkpoint",
+    "shape_corpus",
+    "shape_dataset",
+    "shape_image",
+]
 
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -319,15 +327,132 @@ def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     ViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE}).save_pretrained(out)
 
 
+def _build_clip(out: Path) -> None:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tok = _clip_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tok),
+            max_position_embeddings=32,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **_TINY,
+        ),
+        vision_config=dict(image_size=_IMAGE, patch_size=8, **_TINY),
+        projection_dim=32,
+    )
+    CLIPModel(config).eval().save_pretrained(out)
+    improc = CLIPImageProcessor(
+        size={"shortest_edge": _IMAGE}, crop_size={"height": _IMAGE, "width": _IMAGE}
+    )
+    CLIPProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
+
+
+def _clip_tokenizer():
+    """CLIP-style BPE: lower-cased, words end with `</w>`."""
+    from transformers import CLIPTokenizer
+
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<|startoftext|>", "<|endoftext|>"],
+            end_of_word_suffix="</w>",
+        ),
+    )
+    import json
+
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return CLIPTokenizer(vocab=model["vocab"], merges=merges, pad_token="<|endoftext|>")
+
+
+def _build_vit(out: Path) -> None:
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    labels = ["tabby, tabby cat", "golden retriever", "espresso", "space shuttle", "pizza"]
+    config = ViTConfig(
+        image_size=_IMAGE,
+        patch_size=8,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        **_TINY,
+    )
+    ViTForImageClassification(config).eval().save_pretrained(out)
+    ViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE}).save_pretrained(out)
+
+
+def _build_trocr(out: Path) -> None:
+    """TrOCR layout: ViT encoder + TrOCR decoder, RoBERTa-style BPE, TrOCRProcessor."""
+    from transformers import (
+        TrOCRConfig,
+        TrOCRProcessor,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
+
+    tok = _bpe_tokenizer(
+        "RobertaTokenizer", bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    tok.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"})
+    enc = ViTConfig(image_size=_IMAGE, patch_size=8, **_TINY)
+    dec = TrOCRConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        decoder_layers=2,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+    )
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    # TrOCR starts decoding from </s>, like the real checkpoints.
+    config.decoder_start_token_id = tok.eos_token_id
+    config.pad_token_id = tok.pad_token_id
+    config.eos_token_id = tok.eos_token_id
+    model = VisionEncoderDecoderModel(config=config).eval()
+    gen = model.generation_config
+    gen.decoder_start_token_id, gen.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    gen.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out)
+    improc = ViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE})
+    TrOCRProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
+
+
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip": _build_blip,
+    "blip-vqa": lambda out: _build_blip(out, head="vqa"),
+    "blip-itm": lambda out: _build_blip(out, head="itm"),
+    "clip": _build_clip,
+    "vit": _build_vit,
+    "trocr": _build_trocr,
     "blip2-opt": lambda out: _build_blip2(out, lm="opt"),
     "blip2-t5": lambda out: _build_blip2(out, lm="t5"),
     "instructblip": _build_instructblip,
     "git": _build_git,
     "vision-encoder-decoder": _build_vision_encoder_decoder,
 }
-TINY_FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
+TINY_KINDS: tuple[str, ...] = tuple(_BUILDERS)
+# The captioning families (the generative ones; every kind above is built by the tests).
+TINY_FAMILIES: tuple[str, ...] = (
+    "blip",
+    "blip2-opt",
+    "blip2-t5",
+    "instructblip",
+    "git",
+    "vision-encoder-decoder",
+)
 
 
 def build_checkpoint(kind: str, root: str | os.PathLike, **kwargs) -> Path:

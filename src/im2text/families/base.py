@@ -25,6 +25,7 @@ class Candidate:
     text: str
     score: float  # mean token log-probability (length-normalised; ranks captions)
     logprob: float = float("nan")  # total log-probability: exp() is the sequence probability
+    rerank: float = float("nan")  # the re-ranker's score (ITM probability or CLIP cosine)
 
 
 class Family:

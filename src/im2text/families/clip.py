@@ -28,7 +28,7 @@ class Clip(DualEncoder):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp().clamp(max=100))
+        return float(self.model.logit_scale.detach().exp().clamp(max=100))
 
     @torch.inference_mode()
     def embed_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

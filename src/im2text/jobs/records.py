@@ -25,6 +25,7 @@ class RecordWriter:
     Args:
         path: `*.jsonl` (or `*.json`) for JSON lines, `*.csv` for CSV.
         fields: CSV column order (JSONL keeps each record's own keys).
+        key_fields: the fields that identify an input (e.g. path + question for VQA).
         retry_errors: drop records whose `error` is set, so those inputs run again.
         fsync_every: seconds between fsyncs.
     """
@@ -34,16 +35,18 @@ class RecordWriter:
         path: str | os.PathLike[str],
         *,
         fields: tuple[str, ...] = CSV_FIELDS,
+        key_fields: tuple[str, ...] = ("path",),
         retry_errors: bool = False,
         fsync_every: float = 2.0,
     ):
         self.path = Path(path)
         self.fields = fields
+        self.key_fields = key_fields
         self.is_csv = self.path.suffix.lower() == ".csv"
         self.fsync_every = fsync_every
         self.path.parent.mkdir(parents=True, exist_ok=True)
         records = self._recover(retry_errors)
-        self.done: set[str] = {str(r.get("path")) for r in records}
+        self.done: set[tuple[str, ...]] = {self.key(r) for r in records}
         self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         if self.is_csv and self._file.tell() == 0:
             self._file.write(_csv_line(self.fields))
@@ -78,11 +81,15 @@ class RecordWriter:
             )
         return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
 
+    def key(self, record: dict[str, Any]) -> tuple[str, ...]:
+        """The identity of the input a record is about."""
+        return tuple(str(record.get(f)) for f in self.key_fields)
+
     def write(self, record: dict[str, Any]) -> None:
-        """Append one record (one line, flushed). Its `path` is marked done."""
+        """Append one record (one line, flushed). Its key is marked done."""
         self._file.write(self._format(record))
         self._file.flush()
-        self.done.add(str(record.get("path")))
+        self.done.add(self.key(record))
         if time.monotonic() - self._last_sync > self.fsync_every:
             os.fsync(self._file.fileno())
             self._last_sync = time.monotonic()

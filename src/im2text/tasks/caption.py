@@ -13,7 +13,7 @@ from im2text.results import Caption
 from im2text.tasks._common import clean_text
 
 if TYPE_CHECKING:
-    from im2text.families.base import Family
+    from im2text.families.base import Candidate, DualEncoder, Family
 
 
 def caption_stream(
@@ -23,14 +23,35 @@ def caption_stream(
     prompt: str | None,
     generation: GenerationSettings,
     load: LoadSettings,
+    reranker: DualEncoder | None = None,
 ) -> Iterator[Caption]:
-    """Caption `sources` lazily; one `Caption` per source, in order, errors included."""
+    """Caption `sources` lazily; one `Caption` per source, in order, errors included.
+
+    With a `reranker` (BLIP ITM or CLIP), several candidates are generated and ordered by how
+    well they match the image — BLIP's own recipe for choosing a caption.
+    """
     prompt = _sanitize_prompt(prompt) or family.default_prompt
+    if reranker is not None and generation.num_return_sequences == 1:
+        n = RERANK_CANDIDATES
+        generation = generation.merged(
+            num_return_sequences=n, num_beams=max(n, generation.num_beams)
+        )
+
+    def prepare(images, _extras):  # type: ignore[no-untyped-def]
+        batch = family.prepare(images, [prompt] * len(images))
+        return (batch, reranker.prepare_images(images)) if reranker else (batch, None)
+
+    def compute(batch):  # type: ignore[no-untyped-def]
+        cands = family.generate(batch[0], generation)
+        if reranker is None:
+            return [sorted(c, key=lambda x: x.score, reverse=True) for c in cands]
+        return _rerank(reranker, batch[1], cands, prompt if family.prompt_is_prefix else None)
+
     items = (Item(s) for s in sources)
     for item, result in run_batched(
         items,
-        prepare=lambda images, _extras: family.prepare(images, [prompt] * len(images)),
-        compute=lambda batch: family.generate(batch, generation),
+        prepare=prepare,
+        compute=compute,
         batch_size=load.batch_size,
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),
@@ -39,12 +60,38 @@ def caption_stream(
         if isinstance(result, BaseException):
             yield Caption.failed(item.source.key, result)
             continue
-        ranked = sorted(result, key=lambda c: c.score, reverse=True)  # best first, stable
+        ranked = result
         if prompt and family.prompt_is_prefix:
             # The model continued the user's words: the caption is the whole sentence.
-            ranked = [replace(c, text=f"{prompt} {c.text}".strip()) for c in ranked]
+            ranked = [replace(c, text=_join(prompt, c.text)) for c in ranked]
         best = ranked[0]
         yield Caption(best.text, best.score, tuple(ranked), source=item.source.key)
+
+
+RERANK_CANDIDATES = 5  # candidates generated per image when re-ranking and none were asked for
+
+
+def _join(prompt: str, text: str) -> str:
+    return f"{prompt} {text}".strip()
+
+
+def _rerank(
+    reranker: DualEncoder,
+    image_inputs: dict,
+    cands: list[list[Candidate]],
+    prompt: str | None,
+) -> list[list[Candidate]]:
+    """Order each image's candidates by the re-ranker (ITM probability, else cosine)."""
+    out = []
+    for i, row in enumerate(cands):
+        texts = [_join(prompt, c.text) if prompt else c.text or "." for c in row]
+        one = {k: v[i : i + 1] for k, v in image_inputs.items()}
+        emb = reranker.embed_texts(texts)
+        scores = reranker.match(one, texts, emb)[0]
+        by = scores["itm"] if scores["itm"] is not None else scores["similarity"]
+        scored = [replace(c, rerank=float(s)) for c, s in zip(row, by, strict=True)]
+        out.append(sorted(scored, key=lambda c: c.rerank, reverse=True))
+    return out
 
 
 def _sanitize_prompt(prompt: str | None) -> str | None:

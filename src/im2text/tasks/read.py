@@ -31,7 +31,7 @@ def read_stream(
         batch_size=load.batch_size,
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),
-        target_size=family.image_size,
+        target_size=None,  # text needs every pixel: never decode at reduced size for OCR
     ):
         if isinstance(result, BaseException):
             yield Reading.failed(item.source.key, result)
