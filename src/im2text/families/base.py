@@ -125,8 +125,8 @@ class Family:
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         if settings.do_sample and settings.seed is not None:
             torch.manual_seed(settings.seed)
-        out = self.model.generate(
-            **inputs,
+        out = self._generate(
+            inputs,
             **settings.to_generate_kwargs(),
             **self.generation_kwargs(),
             return_dict_in_generate=True,
@@ -142,6 +142,10 @@ class Family:
             for t, s, lp in zip(texts, scores.tolist(), totals.tolist(), strict=True)
         ]
         return [cands[i : i + n] for i in range(0, len(cands), n)]
+
+    def _generate(self, inputs: dict[str, Any], **kwargs: Any) -> Any:
+        """The raw `generate` call; families whose own `generate` is wrong override this."""
+        return self.model.generate(**inputs, **kwargs)
 
     def _to_device(self, v: Any) -> Any:
         if not isinstance(v, torch.Tensor):

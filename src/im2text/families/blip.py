@@ -59,19 +59,40 @@ class BlipVqa(Family):
     def eos_token_ids(self) -> set[int]:
         return {int(self.model.config.text_config.sep_token_id)}
 
-    @torch.inference_mode()
-    def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:
-        """Log-probability (B, K) of each candidate answer for each (image, question) row."""
-        inputs = {k: self._to_device(v) for k, v in inputs.items()}
+    def _encode_question(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         m = self.model
         image_embeds = m.vision_model(pixel_values=inputs["pixel_values"])[0]  # (B, P, D)
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
-        question = m.text_encoder(
+        return m.text_encoder(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=image_mask,
         )[0]  # (B, Tq, D)
+
+    def _generate(self, inputs: dict[str, torch.Tensor], **kwargs: object) -> object:
+        # transformers' BlipForQuestionAnswering.generate lets the answer decoder attend to the
+        # question's padding (it passes an all-ones mask), so batched answers differ from
+        # one-at-a-time ones. Same computation here, with the real question mask.
+        question = self._encode_question(inputs)
+        start = torch.full(
+            (question.shape[0], 1), self.model.config.text_config.bos_token_id, device=self.device
+        )
+        return self.model.text_decoder.generate(
+            input_ids=start,
+            eos_token_id=self.model.config.text_config.sep_token_id,
+            pad_token_id=self.model.config.text_config.pad_token_id,
+            encoder_hidden_states=question,
+            encoder_attention_mask=inputs["attention_mask"],
+            **kwargs,
+        )
+
+    @torch.inference_mode()
+    def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:
+        """Log-probability (B, K) of each candidate answer for each (image, question) row."""
+        inputs = {k: self._to_device(v) for k, v in inputs.items()}
+        m = self.model
+        question = self._encode_question(inputs)
         enc = self.tokenizer(answers, padding=True, return_tensors="pt").to(self.device)
         ids = enc.input_ids.clone()
         ids[:, 0] = m.config.text_config.bos_token_id  # the answer decoder starts from [DEC]
