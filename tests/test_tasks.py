@@ -112,7 +112,7 @@ def test_ranking_needs_an_answer_decoder(git: im2text.Model) -> None:
 
 def test_task_not_supported_says_which_models_can(tiny) -> None:
     vit = im2text.load(str(tiny("vit")))
-    with pytest.raises(ValueError, match="cannot caption.*blip-base"):
+    with pytest.raises(ValueError, match=r"cannot caption.*blip-base"):
         vit.caption(random_images(1)[0])
 
 

@@ -115,8 +115,8 @@ def vqa_accuracy(
         question_types: optional question id -> question type ("what color is the", ...).
 
     Returns:
-        {"overall": mean accuracy, "per_question": {id: accuracy}} plus "per_answer_type" and
-        "per_question_type" ({type: mean accuracy}) when those types were given. Fractions in [0, 1].
+        {"overall": mean accuracy, "per_question": {id: accuracy}}, plus "per_answer_type" and
+        "per_question_type" ({type: mean accuracy}) when those types are given; all in [0, 1].
 
     Raises:
         ValueError: ids differ, or a question has no ground-truth answers.

@@ -60,7 +60,9 @@ class RapidOcr(Family):
     def save_pretrained(self, directory: str) -> None:
         raise ValueError("rapidocr's models ship inside its wheel; there is nothing to save")
 
-    def read(self, images: list[Image.Image], page: bool | None = None) -> list[list[Line]]:
+    def read(
+        self, images: list[Image.Image], page: bool | None = None, settings: object = None
+    ) -> list[list[Line]]:
         out = []
         for image in images:
             r = self.model(image, use_det=True, use_cls=True, use_rec=True)

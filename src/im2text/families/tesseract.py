@@ -47,7 +47,9 @@ class Tesseract(Family):
     def save_pretrained(self, directory: str) -> None:
         raise ValueError("tesseract is a system program; there is nothing to save")
 
-    def read(self, images: list[Image.Image], page: bool | None = None) -> list[list[Line]]:
+    def read(
+        self, images: list[Image.Image], page: bool | None = None, settings: object = None
+    ) -> list[list[Line]]:
         return [self._read_one(im) for im in images]
 
     def _read_one(self, image: Image.Image) -> list[Line]:
