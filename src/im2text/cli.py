@@ -151,6 +151,64 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p, default=None)
     p.set_defaults(func=_cmd_search)
 
+    p = sub.add_parser("train", help="fine-tune a model on your images (caption or VQA)")
+    p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    p.add_argument("--model", "-m", help="preset, Hub id or dir to start from")
+    p.add_argument("--train", help="training data: folder, metadata.jsonl/CSV, COCO/VQA JSON")
+    p.add_argument("--val", help="validation data (default: split off --train)")
+    p.add_argument("--output", "-o", help="run folder (best/, last/, metrics, curves.png)")
+    p.add_argument("--task", choices=("caption", "vqa"))
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup", type=float)
+    p.add_argument("--lora", action="store_const", const=True)
+    p.add_argument("--lora-rank", type=int)
+    p.add_argument("--lora-merge", action="store_const", const=True)
+    p.add_argument("--freeze-vision", action="store_const", const=True)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--metric", choices=("cider", "bleu4", "exact", "vqa_accuracy"))
+    p.add_argument("--patience", type=int)
+    p.add_argument("--prompt")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--resume", action="store_const", const=True)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="score models on a dataset; JSON + HTML report")
+    p.add_argument("--model", "-m", action="append", required=True, help="repeat to compare")
+    p.add_argument("--data", required=True, help="dataset (same formats as train)")
+    p.add_argument("--task", choices=("caption", "vqa"), default="caption")
+    p.add_argument("--output", "-o", default="eval", help="report folder")
+    p.add_argument("--limit", type=int, help="first N items only")
+    p.add_argument("--batch-size", "-b", type=int, default=8)
+    p.add_argument("--clip-model", help="also compute CLIPScore / RefCLIPScore with this model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("compose", help="vision encoder + causal LM -> a trainable captioner")
+    p.add_argument("--encoder", required=True, help="e.g. google/vit-base-patch16-224-in21k")
+    p.add_argument("--decoder", required=True, help="e.g. gpt2")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_compose)
+
+    p = sub.add_parser("capfilt", help="caption + filter images into a training dataset")
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.add_argument("--captioner", required=True, help="captioning model")
+    p.add_argument("--filter", required=True, help="matching model (BLIP ITM or CLIP)")
+    p.add_argument("--out", required=True, help="dataset folder (metadata.jsonl)")
+    p.add_argument("--num-captions", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--beam", action="store_true", help="beam search instead of sampling")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_capfilt)
+
     p = sub.add_parser("models", help="list model presets")
     p.add_argument("--task", help="only presets for this task (caption, ask, ...)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -464,6 +522,69 @@ def _cmd_search(args: argparse.Namespace) -> int:
     for hit in index.search(query, args.top_k, use_faiss=args.faiss):
         print(json.dumps({"path": hit.path, "score": round(hit.score, 6)}), flush=True)
     return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from im2text.train import TrainConfig, train
+
+    names = {f.name for f in fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if args.config:
+        config = TrainConfig.from_yaml(args.config, **overrides)
+    else:
+        missing = [f"--{k}" for k in ("model", "train", "output") if k not in overrides]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} (or give --config)")
+        config = TrainConfig(**overrides)
+    summary = train(config)
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from im2text.evaluate.run import evaluate_models
+
+    summary = evaluate_models(
+        args.model,
+        args.data,
+        task=args.task,
+        output=args.output,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        generation=_generation(args),
+        clip_model=args.clip_model,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _cmd_compose(args: argparse.Namespace) -> int:
+    from im2text.train.compose import compose
+
+    print(compose(args.encoder, args.decoder, args.out))
+    return EXIT_OK
+
+
+def _cmd_capfilt(args: argparse.Namespace) -> int:
+    import im2text
+    from im2text.jobs.capfilt import capfilt
+
+    counts = capfilt(
+        args.inputs,
+        im2text.load(args.captioner),
+        im2text.load(args.filter),
+        args.out,
+        num_captions=args.num_captions,
+        threshold=args.threshold,
+        sample=not args.beam,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(counts))
+    return EXIT_PARTIAL if counts["failed"] else EXIT_OK
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

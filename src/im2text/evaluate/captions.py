@@ -190,7 +190,7 @@ def _tokenize(
     if tokenizer == "ptb-java":
         if shutil.which("java") is None:
             raise RuntimeError(f"tokenizer='ptb-java' {_NO_JAVA}; or use tokenizer='python'")
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # type: ignore[import-untyped]
 
         def as_coco(d: dict[Hashable, list[str]]) -> dict[Hashable, list[dict[str, str]]]:
             return {k: [{"caption": c} for c in v] for k, v in d.items()}
@@ -204,7 +204,7 @@ Scored = tuple[dict[str, float], dict[str, list[float]]]
 
 
 def _bleu(gts: dict, res: dict) -> Scored:
-    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.bleu.bleu import Bleu  # type: ignore[import-untyped]
 
     corpus, items = Bleu(4).compute_score(gts, res, verbose=0)
     keys = _KEYS["bleu"]
@@ -215,14 +215,14 @@ def _bleu(gts: dict, res: dict) -> Scored:
 
 
 def _rouge(gts: dict, res: dict) -> Scored:
-    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.rouge.rouge import Rouge  # type: ignore[import-untyped]
 
     corpus, items = Rouge().compute_score(gts, res)
     return {"ROUGE_L": float(corpus)}, {"ROUGE_L": [float(x) for x in items]}
 
 
 def _cider(gts: dict, res: dict) -> Scored:
-    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.cider.cider import Cider  # type: ignore[import-untyped]
 
     corpus, items = Cider().compute_score(gts, res)
     return {"CIDEr": float(corpus)}, {"CIDEr": [float(x) for x in items]}
@@ -231,7 +231,7 @@ def _cider(gts: dict, res: dict) -> Scored:
 def _meteor(gts: dict, res: dict) -> Scored:
     if shutil.which("java") is None:
         raise _Unavailable(f"METEOR {_NO_JAVA}")
-    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.meteor.meteor import Meteor  # type: ignore[import-untyped]
 
     try:
         scorer = Meteor()
@@ -247,28 +247,32 @@ def _meteor(gts: dict, res: dict) -> Scored:
 
 
 def _stop(scorer: Any) -> None:
-    # Meteor keeps a Java process open until garbage collection; end it now.
+    # Meteor keeps a Java process (and its pipes) open until garbage collection; end it now.
     proc = getattr(scorer, "meteor_p", None)
-    if proc is not None and proc.poll() is None:
-        proc.stdin.close()
+    if proc is None:
+        return
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    if proc.poll() is None:
         proc.kill()
-        proc.wait()
+    proc.wait()
 
 
 def _spice(gts: dict, res: dict) -> Scored:
     if shutil.which("java") is None:
         raise _Unavailable(f"SPICE {_NO_JAVA}")
     spec = importlib.util.find_spec("pycocoevalcap")
-    lib = (
-        Path(next(iter(spec.submodule_search_locations or []))) / "spice" / "lib" if spec else None
-    )
-    if lib is None or not (lib / "stanford-corenlp-3.6.0-models.jar").is_file():
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    lib = Path(roots[0]) / "spice" / "lib" if roots else None
+    jars = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
+    if lib is None or not all((lib / jar).is_file() for jar in jars):
         raise _Unavailable(
-            "SPICE needs Stanford CoreNLP 3.6.0 and its models (about 1 GB), which pycocoevalcap "
+            "SPICE needs Stanford CoreNLP 3.6.0 and its models (some 400 MB), which pycocoevalcap "
             "downloads on first use and which are not installed here; with internet access run "
             "`python -c 'from pycocoevalcap.spice.spice import Spice; Spice()'` once"
         )
-    from pycocoevalcap.spice.spice import Spice
+    from pycocoevalcap.spice.spice import Spice  # type: ignore[import-untyped]
 
     try:
         corpus, items = Spice().compute_score(gts, res)

@@ -108,21 +108,13 @@ def find_corenlp_jar() -> Path:
 
 
 def _modified_utf8_units(data: bytes) -> list[int]:
-    """Decode a class-file string (Java "modified UTF-8") into UTF-16 code units."""
-    units: list[int] = []
-    i, n = 0, len(data)
-    while i < n:
-        b = data[i]
-        if b < 0x80:
-            units.append(b)
-            i += 1
-        elif b >> 5 == 0b110:
-            units.append(((b & 0x1F) << 6) | (data[i + 1] & 0x3F))
-            i += 2
-        else:
-            units.append(((b & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F))
-            i += 3
-    return units
+    """Decode a class-file string (Java "modified UTF-8") into UTF-16 code units.
+
+    It is UTF-8 except that NUL is written as C0 80 and that characters beyond the BMP are written
+    as two 3-byte surrogates, which Python's decoder accepts with "surrogatepass".
+    """
+    text = data.replace(b"\xc0\x80", b"\x00").decode("utf-8", "surrogatepass")
+    return [ord(c) for c in text]
 
 
 def _constant_strings(class_bytes: bytes) -> dict[str, list[int]]:
@@ -255,14 +247,17 @@ def _no_soft_hyphens(tok: str) -> str:
     return tok.replace("\u00ad", "") or "-"
 
 
-# Rule actions of this PTBLexer build that need more than "emit the matched text". Each maps the
-# action number to (pushback, transform): pushback = chars returned to the input after the match
-# (JFlex fixed-length trailing context, or the rule asking for it), transform = the token text.
+# What the rule actions of this PTBLexer build do, by action number (read from its bytecode, with
+# pycocoevalcap's options: PTB3 escaping, tokenizeNLs). Actions not listed emit the matched text,
+# possibly changed by `_transform`; 5 is a newline, 33/47/49 are abbreviations before a sentence
+# end (see `_scan`).
 _SKIP = {1, 7, 23}  # untokenizable character (deleted), whitespace, ignorable controls
 _FIXED: dict[int, str] = {
     2: "<", 10: ">", 11: "--", 13: "...", 16: "-RCB-", 17: "-LRB-", 18: "-RRB-", 20: "-LCB-",
     21: "-RSB-", 22: "-LSB-",
 }  # fmt: skip
+# Characters given back to the input after the match (JFlex fixed-length trailing context, or the
+# rule splitting a token: "cannot" -> "can" + "not", "gonna" -> "gon" + "na").
 _PUSHBACK: dict[int, int] = {25: 1, 26: 1, 32: 1, 34: 1, 36: 1, 42: 2, 46: 1, 48: 2, 50: 3, 51: 1,
                              53: 4}  # fmt: skip
 # General trailing context r1/r2 (both variable length): the (forward, backward) DFA start states

@@ -102,6 +102,12 @@ class Family:
         """Turn images (and a prompt per image) into the keyword inputs of `model.generate`."""
         raise NotImplementedError(f"{self.key} models do not generate text")
 
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Inputs for a forward pass whose `.loss` trains the model to say `targets`."""
+        raise NotImplementedError(f"training {self.key} models is not supported")
+
     def question_prompt(self, question: str) -> str:
         """The prompt that asks `question` about the image (VQA); the answer is what follows."""
         return question

@@ -41,6 +41,26 @@ class Blip(Family):
     def eos_token_ids(self) -> set[int]:
         return {int(self.model.config.text_config.sep_token_id)}
 
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-forcing inputs: [DEC] prompt target [SEP]; loss on the target only."""
+        texts = [f"{p} {t}" if p else t for p, t in zip(prompts, targets, strict=True)]
+        enc = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+        ids = enc["input_ids"].clone()
+        ids[:, 0] = self.model.config.text_config.bos_token_id
+        labels = ids.masked_fill(enc["attention_mask"] == 0, -100)
+        for i, p in enumerate(prompts):
+            if p:  # the prompt is given, not predicted (BLIP's own fine-tuning recipe)
+                n = len(self.tokenizer(p, add_special_tokens=False).input_ids)
+                labels[i, : n + 1] = -100
+        return {
+            "pixel_values": enc["pixel_values"],
+            "input_ids": ids,
+            "attention_mask": enc["attention_mask"],
+            "labels": labels,
+        }
+
 
 class BlipVqa(Family):
     key = "blip-vqa"
@@ -86,6 +106,21 @@ class BlipVqa(Family):
             encoder_attention_mask=inputs["attention_mask"],
             **kwargs,
         )
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Question into the encoder; [DEC] answer [SEP] into the answer decoder."""
+        q = self.prepare(images, prompts)
+        a = self.tokenizer(targets, padding=True, return_tensors="pt")
+        ids = a.input_ids.clone()
+        ids[:, 0] = self.model.config.text_config.bos_token_id
+        return {
+            **q,
+            "decoder_input_ids": ids,
+            "decoder_attention_mask": a.attention_mask,
+            "labels": ids.masked_fill(a.attention_mask == 0, -100),
+        }
 
     @torch.inference_mode()
     def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:

@@ -49,3 +49,32 @@ class Blip2(Family):
     ) -> dict[str, torch.Tensor]:
         text = [p or "" for p in prompts]
         return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Encoder-decoder LMs: prompt in, target as labels. Decoder-only LMs: prompt + target
+        + EOS in one sequence, loss only on the target (never on image tokens or the prompt)."""
+        tok = self.tokenizer
+        if self.model.config.text_config.is_encoder_decoder:
+            inputs = self.prepare(images, prompts)
+            lab = tok(targets, padding=True, return_tensors="pt")
+            inputs["labels"] = lab.input_ids.masked_fill(lab.attention_mask == 0, -100)
+            return inputs
+        eos = min(self.eos_token_ids())
+        prompt_rows = [tok(p or "").input_ids for p in prompts]  # starts with BOS
+        target_rows = [[*tok(" " + t, add_special_tokens=False).input_ids, eos] for t in targets]
+        rows = [p + t for p, t in zip(prompt_rows, target_rows, strict=True)]
+        width = max(len(r) for r in rows)
+        image = [self.model.config.image_token_id] * self.processor.num_query_tokens
+        ids = torch.full((len(rows), len(image) + width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for i, (row, t) in enumerate(zip(rows, target_rows, strict=True)):
+            start = ids.shape[1] - len(row) - len(image)  # left padding
+            ids[i, start:] = torch.tensor(image + row)
+            mask[i, start:] = 1
+            labels[i, ids.shape[1] - len(t) :] = torch.tensor(t)
+        pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "input_ids": ids, "attention_mask": mask,
+                "labels": labels}  # fmt: skip

@@ -71,6 +71,22 @@ class VisionEncoderDecoder(Family):
             "decoder_input_ids": torch.tensor([ids] * len(images), dtype=torch.long),
         }
 
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Labels = target tokens + EOS (the model prepends the decoder start itself)."""
+        eos = min(self.eos_token_ids())
+        rows = [
+            [*self.tokenizer(f"{p} {t}" if p else t, add_special_tokens=False).input_ids, eos]
+            for p, t in zip(prompts, targets, strict=True)
+        ]
+        width = max(len(r) for r in rows)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, r in enumerate(rows):
+            labels[i, : len(r)] = torch.tensor(r)
+        pixel_values = self.processor(images=images, return_tensors="pt").pixel_values
+        return {"pixel_values": pixel_values, "labels": labels}
+
     def eos_token_ids(self) -> set[int]:
         ids = super().eos_token_ids()
         return ids or {int(self.tokenizer.eos_token_id)}

@@ -54,6 +54,20 @@ class Git(Family):
                 out[i] = res
         return out
 
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """[CLS] prompt target [SEP]; GIT shifts labels itself and skips the image tokens."""
+        texts = [f"{p} {t}" if p else t for p, t in zip(prompts, targets, strict=True)]
+        enc = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        for i, p in enumerate(prompts):
+            if p:
+                n = len(self.tokenizer(p, add_special_tokens=False).input_ids)
+                labels[i, : n + 1] = -100
+        return {**{k: enc[k] for k in ("pixel_values", "input_ids", "attention_mask")},
+                "labels": labels}  # fmt: skip
+
     def eos_token_ids(self) -> set[int]:
         return {int(self.tokenizer.sep_token_id)}
 

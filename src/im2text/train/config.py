@@ -1,0 +1,68 @@
+"""Training configuration: one dataclass, loadable from YAML, shared by the CLI and `train()`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything a fine-tuning run needs. CLI flags map 1:1 onto these fields."""
+
+    model: str  # preset, Hub id or checkpoint dir to start from
+    output: str  # run folder: best/, last/, metrics.jsonl, metrics.csv, curves.png
+    train: str | None = None  # training data (folder + metadata.jsonl, CSV, COCO/VQAv2 JSON, ...)
+    val: str | None = None  # validation data; None = split `val_fraction` off `train`
+    task: str = "caption"  # caption | vqa
+    epochs: float | None = None  # passes over the data (fractions allowed)
+    max_steps: int | None = None  # optimizer steps (wins over epochs when both are given)
+    max_minutes: float | None = None  # wall-clock budget; the LR schedule follows elapsed time
+    batch_size: int = 16  # examples per forward pass
+    grad_accum: int = 1  # forward passes per optimizer step
+    lr: float = 5e-5  # peak learning rate (AdamW)
+    weight_decay: float = 0.05  # AdamW weight decay
+    warmup: float = 0.05  # share of the run spent warming the LR up linearly
+    max_grad_norm: float = 1.0  # gradient clipping
+    freeze_vision: bool = False  # keep the image encoder fixed (faster, less memory)
+    lora: bool = False  # train LoRA adapters (peft) instead of the language model's weights
+    lora_rank: int = 8  # LoRA rank r
+    lora_merge: bool = False  # merge adapters into the weights when saving
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 uses loss scaling)
+    eval_every: int = 200  # optimizer steps between validations (and checkpoints)
+    eval_limit: int = 500  # validation examples used per evaluation
+    metric: str | None = None  # what picks the best checkpoint: cider | exact | vqa_accuracy
+    patience: int | None = None  # stop after this many evaluations without improvement
+    val_fraction: float = 0.1  # share of `train` held out when `val` is not given
+    seed: int = 0  # data order, dropout, split
+    resume: bool = False  # continue from output/last if it exists
+    prompt: str | None = None  # caption prompt the model learns to continue (BLIP-style)
+    max_new_tokens: int = 30  # generation length during validation
+    num_workers: int = 2  # image loading threads
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+    def __post_init__(self) -> None:
+        if self.task not in ("caption", "vqa"):
+            raise ValueError(f"task must be caption or vqa, not {self.task!r}")
+        if self.epochs is None and self.max_steps is None and self.max_minutes is None:
+            self.epochs = 1.0
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError("precision must be auto, fp32, bf16 or fp16")
+        if self.metric is None:
+            self.metric = "vqa_accuracy" if self.task == "vqa" else "cider"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)

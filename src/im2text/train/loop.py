@@ -1,0 +1,406 @@
+"""The fine-tuning loop: `fit()` on in-memory examples, `train()` from a config and datasets.
+
+One loop for every family: the family turns (images, prompts, targets) into the inputs of a
+forward pass whose `.loss` is the task's loss (`Family.training_inputs`). Checkpoints are normal
+model folders (`im2text.load` and transformers load them), written atomically; `last/` also holds
+the optimizer, schedule, RNG and data position so `resume=True` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from im2text.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training pair: an image, an optional prompt (the question for VQA), the target text,
+    and every acceptable reference (for metrics)."""
+
+    image: Any  # PIL image or path
+    target: str
+    prompt: str | None = None
+    references: tuple[str, ...] = ()
+    id: str = ""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf repeatedly: the run stops instead of silently ruining weights."""
+
+
+def _set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}  # fmt: skip
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up, then cosine decay to 0, over progress in [0, 1]."""
+    if warmup > 0 and progress < warmup:
+        return progress / warmup
+    rest = (progress - warmup) / max(1e-8, 1 - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
+
+
+def _autocast(precision: str, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False), None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return torch.autocast(device.type, dtype=dtype), scaler
+
+
+def fit(
+    model: Any,
+    train_set: Sequence[Example],
+    val_set: Sequence[Example],
+    config: TrainConfig,
+    *,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune `model` (an `im2text.Model`) on `train_set`; evaluate on `val_set`.
+
+    Returns a summary: steps, best metric, paths. Writes `config.output` as it goes.
+    """
+    if not train_set:
+        raise ValueError("the training set is empty: nothing to train on")
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    family = model.family
+    net = family.model
+    device = family.device
+    _set_seed(config.seed)
+
+    if config.freeze_vision and family.vision_tower:
+        for p in net.get_submodule(family.vision_tower).parameters():
+            p.requires_grad_(False)
+    if config.lora:
+        net = _add_lora(family, config)
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )  # fmt: skip
+    steps_per_epoch = max(1, math.ceil(len(train_set) / (config.batch_size * config.grad_accum)))
+    total_steps = config.max_steps or (
+        math.ceil((config.epochs or 1.0) * steps_per_epoch) if config.epochs else None
+    )
+    budget = config.max_minutes * 60 if config.max_minutes else None
+
+    state = {"step": 0, "epoch": 0, "position": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
+    last = out / "last"
+    if config.resume and (last / "trainer_state.pt").exists():
+        saved = torch.load(last / "trainer_state.pt", weights_only=False)
+        net.load_state_dict(saved["model"], strict=False)
+        opt.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        _set_rng_state(saved["rng"])
+
+    autocast, scaler = _autocast(config.precision, device)
+    log = _Log(out)
+    t_start = time.monotonic() - state["elapsed"]
+    non_finite = 0
+    order = _epoch_order(len(train_set), config.seed, state["epoch"])
+    net.train()
+
+    def progress() -> float:
+        fracs = []
+        if total_steps:
+            fracs.append(state["step"] / total_steps)
+        if budget:
+            fracs.append((time.monotonic() - t_start) / budget)
+        return max(fracs) if fracs else 0.0
+
+    while progress() < 1.0:
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for _ in range(config.grad_accum):
+            if state["position"] >= len(order):
+                state["epoch"] += 1
+                state["position"] = 0
+                order = _epoch_order(len(train_set), config.seed, state["epoch"])
+            idx = order[state["position"] : state["position"] + config.batch_size]
+            state["position"] += len(idx)
+            batch = [train_set[i] for i in idx]
+            inputs = family.training_inputs(
+                [_image(ex.image) for ex in batch],
+                [ex.prompt for ex in batch],
+                [ex.target for ex in batch],
+            )
+            inputs = {k: family._to_device(v) for k, v in inputs.items()}
+            with autocast:
+                loss = net(**inputs).loss / config.grad_accum
+            if scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            loss_sum += float(loss.detach())
+        if not math.isfinite(loss_sum):
+            non_finite += 1
+            opt.zero_grad(set_to_none=True)
+            log.event(state["step"], "non-finite loss: step skipped")
+            if non_finite >= 3:
+                raise NonFiniteLossError(
+                    f"loss was NaN/inf {non_finite} steps in a row at step {state['step']}; "
+                    "lower the learning rate or use precision=bf16/fp32"
+                )
+            continue
+        non_finite = 0
+        for g in opt.param_groups:
+            g["lr"] = config.lr * _lr_factor(progress(), config.warmup)
+        if scaler is not None:
+            scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        state["step"] += 1
+        log.train(state["step"], loss_sum, opt.param_groups[0]["lr"])
+        if on_step:
+            on_step(state["step"], loss_sum)
+        done = progress() >= 1.0
+        if state["step"] % config.eval_every == 0 or done:
+            state["elapsed"] = time.monotonic() - t_start
+            stop = _evaluate_and_save(model, net, opt, val_set, config, state, log)
+            net.train()
+            if stop:
+                break
+    net.eval()
+    log.plot()
+    return {"steps": state["step"], "best": state["best"], "output": str(out),
+            "best_dir": str(out / "best"), "last_dir": str(out / "last")}  # fmt: skip
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+
+
+def _image(ref: Any) -> Any:
+    from PIL import Image
+
+    from im2text.images import load_image
+
+    return ref if isinstance(ref, Image.Image) else load_image(ref)
+
+
+def _evaluate_and_save(model, net, opt, val_set, config, state, log) -> bool:  # type: ignore[no-untyped-def]
+    """Validate, keep the best checkpoint, write `last/`; True = stop early."""
+    metrics = evaluate_examples(model, list(val_set)[: config.eval_limit], config)
+    log.eval(state["step"], metrics)
+    value = metrics.get(config.metric)
+    improved = value is not None and (state["best"] is None or value > state["best"])
+    if improved:
+        state["best"] = value
+        state["bad_evals"] = 0
+        _save_model(model, Path(config.output) / "best", config)
+    else:
+        state["bad_evals"] += 1
+    payload = {"model": net.state_dict(), "optimizer": opt.state_dict(),
+               "state": dict(state), "rng": _rng_state()}  # fmt: skip
+    _save_model(model, Path(config.output) / "last", config, trainer_state=payload)
+    return config.patience is not None and state["bad_evals"] >= config.patience
+
+
+def evaluate_examples(model: Any, examples: list[Example], config: TrainConfig) -> dict[str, Any]:
+    """The task's metrics on examples: exact match + CIDEr/BLEU-4 (captions) or VQA accuracy."""
+    if not examples:
+        return {}
+    model.family.model.eval()
+    from im2text.images import ImageSource
+
+    sources = [ImageSource(ex.id or str(i), _image(ex.image)) for i, ex in enumerate(examples)]
+    gen = {"max_new_tokens": config.max_new_tokens, "num_beams": 1}
+    if config.task == "vqa":
+        outs = model.ask_iter(list(zip(sources, [ex.prompt for ex in examples], strict=True)),
+                              **gen)  # fmt: skip
+        preds = [a.text for a in outs]
+    else:
+        preds = [c.text for c in model.caption_iter(sources, prompt=config.prompt, **gen)]
+    refs = [list(ex.references) or [ex.target] for ex in examples]
+    metrics: dict[str, Any] = {
+        "exact": sum(p.strip().lower() in {r.strip().lower() for r in rs}
+                     for p, rs in zip(preds, refs, strict=True)) / len(preds)
+    }  # fmt: skip
+    ids = [str(i) for i in range(len(preds))]
+    if config.task == "vqa":
+        from im2text.evaluate.vqa import vqa_accuracy
+
+        acc = vqa_accuracy(dict(zip(ids, preds, strict=True)), dict(zip(ids, refs, strict=True)))
+        metrics["vqa_accuracy"] = acc["overall"]
+    else:
+        from im2text.evaluate.captions import caption_metrics
+
+        scores = caption_metrics(
+            dict(zip(ids, preds, strict=True)),
+            dict(zip(ids, refs, strict=True)),
+            metrics=("Bleu", "CIDEr"),
+        )
+        metrics["cider"] = scores.get("CIDEr")
+        metrics["bleu4"] = scores.get("Bleu_4")
+    return metrics
+
+
+def _save_model(model: Any, target: Path, config: TrainConfig, trainer_state: Any = None) -> None:
+    """Write a checkpoint folder atomically: build it beside the target, fsync, swap it in."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    net = model.family.model
+    if config.lora and hasattr(net, "merge_and_unload") and config.lora_merge:
+        merged = net.merge_and_unload()
+        model.family.model = merged
+        model.save(tmp)
+        model.family.model = net
+    else:
+        model.save(tmp)
+    if trainer_state is not None:
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+    (tmp / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _add_lora(family: Any, config: TrainConfig) -> Any:
+    """Wrap the language model with LoRA adapters; everything else is frozen."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise ImportError("LoRA needs peft: pip install 'im2text[train]'") from e
+    net = family.model
+    for p in net.parameters():
+        p.requires_grad_(False)
+    targets = family.lora_targets() if hasattr(family, "lora_targets") else ["q_proj", "v_proj"]
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.05,
+                      target_modules=targets)  # fmt: skip
+    peft_model = get_peft_model(net, lora)
+    family.model = peft_model
+    return peft_model
+
+
+class _Log:
+    """metrics.jsonl + metrics.csv (and TensorBoard when installed), and a curves PNG."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.rows: list[dict[str, Any]] = []
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except Exception:
+            self.tb = None
+
+    def _write(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        csv_path = self.out / "metrics.csv"
+        new = not csv_path.exists()
+        with open(csv_path, "a", encoding="utf-8") as f:
+            if new:
+                f.write("step,kind,name,value\n")
+            for k, v in row.items():
+                if k not in ("step", "kind") and isinstance(v, (int, float)):
+                    f.write(f"{row['step']},{row['kind']},{k},{v}\n")
+
+    def train(self, step: int, loss: float, lr: float) -> None:
+        self._write({"step": step, "kind": "train", "loss": loss, "lr": lr})
+        if self.tb:
+            self.tb.add_scalar("train/loss", loss, step)
+
+    def eval(self, step: int, metrics: dict[str, Any]) -> None:
+        self._write({"step": step, "kind": "eval", **metrics})
+        if self.tb:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"val/{k}", v, step)
+
+    def event(self, step: int, message: str) -> None:
+        self._write({"step": step, "kind": "event", "message": message})
+
+    def plot(self) -> None:
+        from im2text.train.plot import plot_curves
+
+        plot_curves(self.rows, self.out / "curves.png")
+
+
+def examples_from_dataset(
+    records: Sequence[Any], task: str, *, for_training: bool
+) -> list[Example]:
+    """Dataset records -> Examples. Training: one example per reference caption (more signal);
+    VQA targets are the most common annotator answer. Validation: one example per record."""
+    out: list[Example] = []
+    for r in records:
+        if task == "vqa":
+            answers = list(r.answers)
+            if not answers:
+                continue
+            target = max(set(answers), key=answers.count)
+            out.append(Example(r.image, target, r.question, tuple(answers), r.question_id))
+        elif for_training:
+            out.extend(Example(r.image, c, None, tuple(r.captions), r.id) for c in r.captions)
+        else:
+            out.append(Example(r.image, r.captions[0], None, tuple(r.captions), r.id))
+    return out
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Fine-tune `config.model` on `config.train` (what `im2text train` runs)."""
+    import im2text
+    from im2text.data import load_dataset, split
+
+    if not config.train:
+        raise ValueError("no training data given (train=...)")
+    train_records = load_dataset(config.train, task=config.task)
+    if config.val:
+        val_records = load_dataset(config.val, task=config.task)
+    else:
+        train_records, val_records = split(
+            train_records, val_fraction=config.val_fraction, seed=config.seed
+        )
+    train_set = examples_from_dataset(train_records, config.task, for_training=True)
+    val_set = examples_from_dataset(val_records, config.task, for_training=False)
+    if not train_set:
+        raise ValueError(f"the training split of {config.train} is empty: nothing to train on")
+    model = im2text.load(config.model, device=config.device, num_workers=config.num_workers)
+    return fit(model, train_set, val_set, config)
