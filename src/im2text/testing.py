@@ -163,7 +163,11 @@ def _build_blip(
             eos_token_id=tok.sep_token_id,
             **size,
         ),
-        vision_config=dict(image_size=image_size, patch_size=patch_size, **size),
+        # BLIP's vision default init (1e-10) starts the tower at ~zero: fine for fine-tuning a
+        # real checkpoint, hopeless from scratch.
+        vision_config=dict(
+            image_size=image_size, patch_size=patch_size, initializer_range=0.02, **size
+        ),
         projection_dim=hidden,
         image_text_hidden_size=hidden,
     )

@@ -7,7 +7,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from im2text.data._common import load_json
 from im2text.data.coco import read_coco_captions, read_karpathy, read_vqa
@@ -23,6 +23,18 @@ FORMATS = ("imagefolder", "jsonl", "csv", "coco", "karpathy", "vqa", "hf")
 E = TypeVar("E", CaptionExample, VqaExample)
 
 
+@overload
+def load_dataset(
+    path_or_spec: str | Path | Mapping[str, Any], task: Literal["caption"] = ..., **kw: Any
+) -> list[CaptionExample]: ...
+@overload
+def load_dataset(
+    path_or_spec: str | Path | Mapping[str, Any], task: Literal["vqa"], **kw: Any
+) -> list[VqaExample]: ...
+@overload
+def load_dataset(
+    path_or_spec: str | Path | Mapping[str, Any], task: str = ..., **kw: Any
+) -> list[CaptionExample] | list[VqaExample]: ...
 def load_dataset(
     path_or_spec: str | Path | Mapping[str, Any], task: str = "caption", **kw: Any
 ) -> list[CaptionExample] | list[VqaExample]:

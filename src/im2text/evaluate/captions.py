@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from im2text.evaluate import ptb
 
@@ -41,6 +41,7 @@ _INSTALL_HINT = "pip install 'im2text[eval]'"
 _NO_JAVA = "needs Java on PATH (e.g. apt-get install default-jre-headless)"
 
 Tokenizer = Literal["python", "ptb-java"]
+K = TypeVar("K", bound=Hashable)  # item ids: any hashable type, the same in both mappings
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class CaptionEvaluation:
 
 
 def evaluate_captions(
-    predictions: Mapping[Hashable, str],
-    references: Mapping[Hashable, Sequence[str]],
+    predictions: Mapping[K, str],
+    references: Mapping[K, Sequence[str]],
     *,
     metrics: Iterable[str] = DEFAULT_METRICS,
     tokenizer: Tokenizer = "python",
@@ -116,8 +117,8 @@ def evaluate_captions(
 
 
 def caption_metrics(
-    predictions: Mapping[Hashable, str],
-    references: Mapping[Hashable, Sequence[str]],
+    predictions: Mapping[K, str],
+    references: Mapping[K, Sequence[str]],
     *,
     metrics: Iterable[str] = DEFAULT_METRICS,
     tokenizer: Tokenizer = "python",
@@ -153,9 +154,7 @@ def _check_metrics(metrics: Iterable[str]) -> list[str]:
     return families
 
 
-def _check_inputs(
-    predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]
-) -> list[Hashable]:
+def _check_inputs(predictions: Mapping[K, str], references: Mapping[K, Sequence[str]]) -> list[K]:
     ids = list(references)
     if not ids:
         raise ValueError("no references to score against")

@@ -171,9 +171,12 @@ def _unpack_runs(packed: Sequence[int], out: list[int], offset: int = 0) -> None
         out.extend([packed[i + 1] + offset] * packed[i])
 
 
-@lru_cache(maxsize=1)
-def _load_tables(jar: Path | None = None) -> _Tables:
-    jar = jar or find_corenlp_jar()
+def _tables(jar: str | Path | None) -> _Tables:
+    return _load_tables(Path(jar) if jar else find_corenlp_jar())
+
+
+@lru_cache(maxsize=2)
+def _load_tables(jar: Path) -> _Tables:
     try:
         with zipfile.ZipFile(jar) as zf:
             class_bytes = zf.read(_LEXER_CLASS)
@@ -328,9 +331,8 @@ def _scan(text: str, tables: _Tables) -> Iterator[str | object]:
         if accepted < 0:
             if start >= n:
                 return
-            raise RuntimeError(
-                f"PTB scanner found no rule at code unit {start}"
-            )  # pragma: no cover
+            msg = f"PTB scanner found no rule at code unit {start}"
+            raise RuntimeError(msg)  # pragma: no cover - the lexer has a catch-all rule
         act = action_of[accepted]
 
         if act in _LOOKAHEAD:
@@ -461,7 +463,7 @@ def ptb_tokens(text: str, *, jar: str | Path | None = None) -> list[str]:
     >>> ptb_tokens("A man's (big) dog.")  # doctest: +SKIP
     ['A', 'man', "'s", '-LRB-', 'big', '-RRB-', 'dog', '.']
     """
-    tables = _load_tables(Path(jar) if jar else None)
+    tables = _tables(jar)
     return [t for t in _scan(text, tables) if t is not _NEWLINE]  # type: ignore[misc]
 
 
@@ -487,7 +489,7 @@ def tokenize(
         id -> tokenized captions (lowercase, space-separated, punctuation tokens removed), in the
         input order. Like pycocoevalcap, ids with no captions are absent.
     """
-    tables = _load_tables(Path(jar) if jar else None)
+    tables = _tables(jar)
     ids = [k for k, v in captions.items() for _ in range(len(v))]
     joined = "\n".join(_caption_text(c).replace("\n", " ") for v in captions.values() for c in v)
     lines = _java_output(joined, tables).split("\n")

@@ -38,14 +38,14 @@ class ModelResult:
     """What one model produced and scored. `evaluate_captions(...)` results fit `scores`,
     `per_item` and `unavailable` directly."""
 
-    predictions: Mapping[Hashable, str]  # item id -> predicted text
+    predictions: Mapping[Any, str]  # item id -> predicted text
     scores: Mapping[str, float | None] = field(default_factory=dict)  # corpus-level metric values
     # metric -> item id -> that item's score
-    per_item: Mapping[str, Mapping[Hashable, float]] = field(default_factory=dict)
+    per_item: Mapping[str, Mapping[Any, float]] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)  # metric -> why not computed
 
     @classmethod
-    def from_evaluation(cls, predictions: Mapping[Hashable, str], evaluation: Any) -> ModelResult:
+    def from_evaluation(cls, predictions: Mapping[Any, str], evaluation: Any) -> ModelResult:
         """Build from predictions and a `CaptionEvaluation` (or anything with `scores`,
         `per_item`, `unavailable`), or a `vqa_accuracy` dict."""
         if isinstance(evaluation, Mapping) and "per_question" in evaluation:

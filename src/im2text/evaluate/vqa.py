@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+K = TypeVar("K", bound=Hashable)  # question ids: any hashable type, the same in every mapping
 
 __all__ = ["normalize_answer", "process_digit_article", "process_punctuation", "vqa_accuracy"]
 
@@ -100,11 +102,11 @@ def normalize_answer(answer: str) -> str:
 
 
 def vqa_accuracy(
-    predictions: Mapping[Hashable, str],
-    annotations: Mapping[Hashable, Sequence[str]],
+    predictions: Mapping[K, str],
+    annotations: Mapping[K, Sequence[str]],
     *,
-    answer_types: Mapping[Hashable, str] | None = None,
-    question_types: Mapping[Hashable, str] | None = None,
+    answer_types: Mapping[K, str | None] | None = None,
+    question_types: Mapping[K, str | None] | None = None,
 ) -> dict[str, Any]:
     """Official VQA accuracy of predicted answers.
 
@@ -132,7 +134,7 @@ def vqa_accuracy(
             f"(e.g. {missing[:5]}), {len(extra)} prediction(s) for unknown questions "
             f"(e.g. {extra[:5]})"
         )
-    per_question: dict[Hashable, float] = {}
+    per_question: dict[K, float] = {}
     for q in ids:
         gt = annotations[q]
         if isinstance(gt, str) or not gt:
@@ -164,10 +166,11 @@ def _question_accuracy(prediction: str, gt_answers: list[str]) -> float:
 
 
 def _group_means(
-    per_question: Mapping[Hashable, float], types: Mapping[Hashable, str]
+    per_question: Mapping[K, float], types: Mapping[K, str | None]
 ) -> dict[str, float]:
     groups: dict[str, list[float]] = {}
     for q, acc in per_question.items():
-        if q in types and types[q] is not None:
-            groups.setdefault(types[q], []).append(acc)
+        kind = types.get(q)
+        if kind is not None:
+            groups.setdefault(kind, []).append(acc)
     return {t: sum(v) / len(v) for t, v in groups.items()}

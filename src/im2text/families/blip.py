@@ -170,8 +170,10 @@ class BlipItm(DualEncoder):
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        enc = enc.to(self.device)
+        limit = self.model.config.text_config.max_position_embeddings
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        ).to(self.device)
         out = self.model.text_encoder(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
         cls = out[0][:, 0]
         return torch.nn.functional.normalize(self.model.text_proj(cls).float(), dim=-1).cpu()
@@ -181,8 +183,10 @@ class BlipItm(DualEncoder):
         """ITM head: probability (B, T) that each text matches each image."""
         pv = self._to_device(inputs["pixel_values"])
         image_embeds = self.model.vision_model(pixel_values=pv)[0]  # (B, P, D), once per image
-        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        enc = enc.to(self.device)
+        limit = self.model.config.text_config.max_position_embeddings
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        ).to(self.device)
         n_texts = len(texts)
         ones = torch.ones(n_texts, image_embeds.shape[1], dtype=torch.long, device=pv.device)
         out = torch.empty(pv.shape[0], n_texts)

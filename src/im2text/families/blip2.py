@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from im2text.families.base import Family
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
 
@@ -42,7 +43,14 @@ class Blip2(Family):
         self.tokenizer.padding_side = "left"
 
     def question_prompt(self, question: str) -> str:
-        return f"Question: {question} Answer:"  # the BLIP-2 paper's VQA template
+        return f"Question: {question} Answer:"
+
+    def lora_targets(self) -> list[str]:
+        """The LLM's attention projections (OPT: q_proj/v_proj; T5: q/v): LoRA adapts only the
+        frozen LLM, never the Q-Former or the vision tower."""
+        if self.model.config.text_config.is_encoder_decoder:
+            return ["q", "v"]
+        return ["q_proj", "v_proj"]  # the BLIP-2 paper's VQA template
 
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]

@@ -39,7 +39,11 @@ class Clip(DualEncoder):
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        # Truncate to what the text tower can take (77 for real CLIP), not the tokenizer's idea.
+        limit = self.model.config.text_config.max_position_embeddings
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        )
         feats = self.model.get_text_features(
             input_ids=enc.input_ids.to(self.device),
             attention_mask=enc.attention_mask.to(self.device),

@@ -13,6 +13,7 @@ def compose(encoder: str, decoder: str, out: str | Path) -> Path:
     vit-gpt2 recipe — so the result captions as soon as it is trained.
     """
     from transformers import (
+        AutoConfig,
         AutoImageProcessor,
         AutoTokenizer,
         VisionEncoderDecoderModel,
@@ -20,7 +21,13 @@ def compose(encoder: str, decoder: str, out: str | Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(decoder)
     image_processor = AutoImageProcessor.from_pretrained(encoder)
-    model = VisionEncoderDecoderModel.from_encoder_decoder_pretrained(encoder, decoder)
+    # The decoder must attend to the image: a causal LM config gains cross-attention layers.
+    dec_config = AutoConfig.from_pretrained(decoder)
+    dec_config.is_decoder = True
+    dec_config.add_cross_attention = True
+    model = VisionEncoderDecoderModel.from_encoder_decoder_pretrained(
+        encoder, decoder, decoder_config=dec_config
+    )
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     if bos is None or eos is None:

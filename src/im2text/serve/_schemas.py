@@ -1,0 +1,275 @@
+"""Request and response bodies (pydantic), which are also the OpenAPI documentation.
+
+Static bounds here stop absurd values early; the configurable limits (`ServeConfig`) are checked
+in the handlers. Task requests forbid unknown fields so a typo (`max_token`) is an error rather
+than silently ignored; the OpenAI-compatible request ignores them, as OpenAI clients send many.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IMAGE_DOC = (
+    "Base64 image data, a data URL (data:image/png;base64,...), or an http(s) URL when the "
+    "server allows remote URLs. With multipart/form-data, upload files in this field instead."
+)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="Model id (GET /v1/info); default: the first "
+                              "loaded model that can do the task.")  # fmt: skip
+    image: str | None = Field(None, description=IMAGE_DOC)
+    images: list[str] | None = Field(None, description="Several images (see `image`).")
+
+
+class _Generation(BaseModel):
+    """Decoding settings; unset ones come from the model's preset."""
+
+    max_new_tokens: int | None = Field(None, ge=1, le=1024)
+    min_new_tokens: int | None = Field(None, ge=0, le=1024)
+    num_beams: int | None = Field(None, ge=1, le=64)
+    do_sample: bool | None = None
+    temperature: float | None = Field(None, gt=0, le=10)
+    top_k: int | None = Field(None, ge=1, le=1000)
+    top_p: float | None = Field(None, gt=0, le=1)
+    num_return_sequences: int | None = Field(None, ge=1, le=64)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    length_penalty: float | None = Field(None, ge=-10, le=10)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+GENERATION_FIELDS = tuple(_Generation.model_fields)
+
+
+class CaptionRequest(_Request, _Generation):
+    prompt: str | None = Field(None, description="Text the caption continues, or an "
+                               "instruction for instruction-following models.")  # fmt: skip
+
+
+class AskRequest(_Request, _Generation):
+    question: str = Field(description="The question, asked of every image.")
+    candidates: list[str] | None = Field(
+        None, description="Rank this closed list of answers instead of generating."
+    )
+
+
+class ReadRequest(_Request):
+    page: bool | None = Field(
+        None, description="Line recognisers: find lines first (true) or read one line (false)."
+    )
+
+
+class MatchRequest(_Request):
+    texts: list[str] = Field(description="Texts scored against each image.")
+
+
+class ClassifyRequest(_Request):
+    labels: list[str] | None = Field(
+        None, description="Zero-shot labels; supervised classifiers may omit them."
+    )
+    templates: list[str] | None = Field(
+        None, description='Prompt templates with "{}" for the label, or ["ensemble"].'
+    )
+    top_k: int = Field(5, ge=1, le=1000)
+
+
+class EmbedRequest(_Request):
+    texts: list[str] | None = Field(None, description="Embed these texts instead of images.")
+
+
+def body_doc(schema: type[BaseModel], multipart: bool) -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema.__name__}"}}}
+    if multipart:
+        ref = f"#/components/schemas/{schema.__name__}Form"
+        content["multipart/form-data"] = {"schema": {"$ref": ref}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+# Fields that multipart forms may repeat (several values make a list).
+LIST_FIELDS = frozenset({"images", "texts", "labels", "candidates", "templates"})
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    path: str | None = Field(description="The image's name: upload filename or image[i].")
+    model: str
+    error: str | None = Field(description="Why this image failed, or null.")
+
+
+class CaptionCandidate(BaseModel):
+    text: str
+    score: float | None
+    rerank: float | None = None
+
+
+class CaptionRecord(_Record):
+    caption: str | None
+    score: float | None = Field(description="Mean token log-probability (<= 0, higher is surer).")
+    captions: list[CaptionCandidate] | None = None
+
+
+class AnswerRecord(_Record):
+    question: str
+    answer: str | None
+    confidence: float | None = Field(description="Probability of the answer, in [0, 1].")
+    ranking: list[tuple[str, float | None]] | None = None
+
+
+class LineRecord(BaseModel):
+    text: str
+    box: list[float] = Field(description="x0, y0, x1, y1 in pixels.")
+    score: float | None
+
+
+class ReadingRecord(_Record):
+    text: str | None
+    lines: list[LineRecord]
+
+
+class MatchRecord(_Record):
+    texts: list[str]
+    similarity: list[float | None]
+    probability: list[float | None]
+    itm: list[float | None] | None = None
+
+
+class ClassificationRecord(_Record):
+    label: str | None
+    score: float | None
+    labels: list[tuple[str, float | None]]
+
+
+class EmbeddingRecord(_Record):
+    embedding: list[float] | None = Field(description="L2-normalised float vector.")
+    dim: int | None
+
+
+class _Response(BaseModel):
+    model: str = Field(description="The model that answered.")
+    latency_ms: float = Field(description="Server time for this request, queueing included.")
+
+
+class CaptionResponse(_Response):
+    results: list[CaptionRecord]
+
+
+class AskResponse(_Response):
+    results: list[AnswerRecord]
+
+
+class ReadResponse(_Response):
+    results: list[ReadingRecord]
+
+
+class MatchResponse(_Response):
+    results: list[MatchRecord]
+
+
+class ClassifyResponse(_Response):
+    results: list[ClassificationRecord]
+
+
+class EmbedResponse(_Response):
+    results: list[EmbeddingRecord]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ModelInfo(BaseModel):
+    id: str
+    family: str
+    tasks: list[str] = Field(description="Tasks this model is for.")
+    can: list[str] = Field(description="Every task its family can do (endpoints accept these).")
+    ready: bool
+
+
+class InfoResponse(BaseModel):
+    models: list[ModelInfo]
+    limits: dict[str, Any]
+    remote_urls: bool
+
+
+# --- OpenAI-compatible chat -----------------------------------------------------------------------
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    url: str = Field(description="data:image/...;base64,... (or http(s) if the server allows).")
+    detail: str | None = None
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = Field(description='"text" or "image_url"; other parts are ignored.')
+    text: str | None = None
+    image_url: ImageURL | str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class ChatResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatResponseMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "im2text"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
