@@ -145,8 +145,9 @@ def test_compose_vit_and_gpt2_then_train_and_caption(tmp_path: Path) -> None:
     from im2text.testing import _bpe_tokenizer
 
     enc_dir, dec_dir = tmp_path / "vit", tmp_path / "gpt2"
-    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=64)).save_pretrained(enc_dir)  # fmt: skip
+    vit = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                    num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    ViTModel(vit).save_pretrained(enc_dir)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(enc_dir)
     tok = _bpe_tokenizer("GPT2Tokenizer")
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64,
