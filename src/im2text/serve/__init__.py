@@ -27,7 +27,7 @@ _HINT = "the server needs extra packages: pip install 'im2text[serve]'"
 def _require() -> None:
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart: form uploads)
+        import python_multipart  # noqa: F401  (form uploads)
         import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:

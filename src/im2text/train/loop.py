@@ -131,7 +131,7 @@ def fit(
     log = _Log(out)
     t_start = time.monotonic() - state["elapsed"]
     non_finite = 0
-    order = _epoch_order(len(train_set), config.seed, state["epoch"])
+    batches = _Prefetcher(train_set, family, config, state["epoch"], state["position"])
     net.train()
 
     def progress() -> float:
@@ -146,18 +146,7 @@ def fit(
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for _ in range(config.grad_accum):
-            if state["position"] >= len(order):
-                state["epoch"] += 1
-                state["position"] = 0
-                order = _epoch_order(len(train_set), config.seed, state["epoch"])
-            idx = order[state["position"] : state["position"] + config.batch_size]
-            state["position"] += len(idx)
-            batch = [train_set[i] for i in idx]
-            inputs = family.training_inputs(
-                [_image(ex.image) for ex in batch],
-                [ex.prompt for ex in batch],
-                [ex.target for ex in batch],
-            )
+            inputs, (state["epoch"], state["position"]) = batches.next()
             inputs = {k: family._to_device(v) for k, v in inputs.items()}
             with autocast:
                 loss = net(**inputs).loss / config.grad_accum
@@ -198,10 +187,50 @@ def fit(
             net.train()
             if stop:
                 break
+    batches.pool.shutdown(wait=False, cancel_futures=True)
     net.eval()
     log.plot()
     return {"steps": state["step"], "best": state["best"], "output": str(out),
             "best_dir": str(out / "best"), "last_dir": str(out / "last")}  # fmt: skip
+
+
+class _Prefetcher:
+    """Prepares the next batch (decode + processor) in a thread while the model trains on this
+    one. The cursor it returns is the data position *after* the batch handed out, which is what
+    a checkpoint must record, so a resumed run sees exactly the batches it has not seen."""
+
+    def __init__(self, data: Sequence[Example], family: Any, config: TrainConfig, epoch: int,
+                 position: int):  # fmt: skip
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.data, self.family, self.size = data, family, config.batch_size
+        self.seed = config.seed
+        self.cursor = (epoch, position)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="im2text-train")
+        self.pending = self._submit()
+
+    def _submit(self) -> Any:
+        epoch, position = self.cursor
+        order = _epoch_order(len(self.data), self.seed, epoch)
+        if position >= len(order):
+            epoch, position = epoch + 1, 0
+            order = _epoch_order(len(self.data), self.seed, epoch)
+        idx = order[position : position + self.size]
+        self.cursor = (epoch, position + len(idx))
+        batch = [self.data[i] for i in idx]
+        return self.pool.submit(self._prepare, batch), self.cursor
+
+    def _prepare(self, batch: list[Example]) -> dict[str, Any]:
+        return self.family.training_inputs(
+            [_image(ex.image) for ex in batch],
+            [ex.prompt for ex in batch],
+            [ex.target for ex in batch],
+        )
+
+    def next(self) -> tuple[dict[str, Any], tuple[int, int]]:
+        future, cursor = self.pending
+        self.pending = self._submit()
+        return future.result(), cursor
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:

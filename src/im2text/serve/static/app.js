@@ -35,6 +35,9 @@ async function loadInfo() {
     return;
   }
   const info = await resp.json();
+  $("key-field").hidden = true;
+  // Every model starts ticked; each task shows the ones that can do it.
+  if (!state.models.length) for (const m of info.models) state.selected.add(m.id);
   state.models = info.models;
   state.limits = info.limits;
   setStatus(info.models.length + " model" + (info.models.length === 1 ? "" : "s") + " ready", "ok");
@@ -255,8 +258,4 @@ function wire() {
 }
 
 wire();
-loadInfo().then(() => {
-  // Every model starts ticked; each task shows the ones that can do it.
-  for (const m of state.models) state.selected.add(m.id);
-  renderModels();
-});
+loadInfo();
