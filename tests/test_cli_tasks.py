@@ -117,3 +117,18 @@ def test_search_cli_and_torn_index_recovery(tiny, tmp_path: Path, capsys) -> Non
         f.write('{"path": "half')
     index = EmbeddingIndex(index_dir)
     assert len(index) == 4 and (index_dir / "vectors.f32").stat().st_size == 4 * 32 * 4
+
+
+def test_faiss_search_equals_exact_search(tiny, tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    index = EmbeddingIndex.create(tmp_path / "idx", model="x", dim=16)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(50, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    for i, v in enumerate(vecs):
+        index.add(f"img{i}", v)
+    q = vecs[7] + 0.1 * vecs[3]
+    exact = index.search(q, k=5)
+    fast = index.search(q, k=5, use_faiss=True)
+    assert [h.path for h in fast] == [h.path for h in exact] and exact[0].path == "img7"
+    assert [h.score for h in fast] == pytest.approx([h.score for h in exact], abs=1e-5)

@@ -380,6 +380,7 @@ def test_load_and_hostile_inputs(server_process, redirector) -> None:
 
     started = time.monotonic()
     seen = asyncio.run(load(5.0))
+    print(sorted(seen.items(), key=str), f"RSS before {rss_before:.0f} MB")
     assert time.monotonic() - started < 60  # stopped by itself
     unexpected = {k: v for k, v in seen.items() if str(k[1]).startswith("UNEXPECTED")}
     assert not unexpected, (unexpected, seen)
@@ -392,6 +393,7 @@ def test_load_and_hostile_inputs(server_process, redirector) -> None:
         assert c.post("/v1/caption", **good[0]).status_code == 200
         metrics = c.get("/metrics").text
     growth = _rss_mb(proc.pid) - rss_before
+    print(f"RSS growth {growth:.0f} MB")
     assert growth < 300, f"RSS grew by {growth:.0f} MB"
     batches = sum(
         float(line.rsplit(" ", 1)[1])
@@ -404,7 +406,7 @@ def test_load_and_hostile_inputs(server_process, redirector) -> None:
     long = {
         "json": {
             "images": [base64.b64encode(png(i)).decode() for i in range(4)],
-            "num_beams": 8, "max_new_tokens": 128, "min_new_tokens": 128,
+            "num_beams": 8, "max_new_tokens": 60, "min_new_tokens": 60,
         }
     }  # fmt: skip
     result: dict[str, Any] = {}
@@ -416,4 +418,5 @@ def test_load_and_hostile_inputs(server_process, redirector) -> None:
     proc.send_signal(signal.SIGTERM)
     t.join(60)
     assert result["resp"].status_code == 200
-    assert proc.wait(30) == 0
+    # uvicorn re-raises the signal once it has shut down, so the exit is "terminated by SIGTERM".
+    assert proc.wait(30) in (0, -signal.SIGTERM)

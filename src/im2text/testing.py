@@ -436,7 +436,7 @@ def _build_trocr(out: Path) -> None:
 
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip": _build_blip,
-    "blip-vqa": lambda out: _build_blip(out, head="vqa"),
+    "blip-vqa": lambda out, **kw: _build_blip(out, head="vqa", **kw),
     "blip-itm": lambda out: _build_blip(out, head="itm"),
     "clip": _build_clip,
     "vit": _build_vit,

@@ -33,7 +33,9 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 uses loss scaling)
     eval_every: int = 200  # optimizer steps between validations (and checkpoints)
     eval_limit: int = 500  # validation examples used per evaluation
-    metric: str | None = None  # what picks the best checkpoint: cider | exact | vqa_accuracy
+    # What picks the best checkpoint: cider | bleu4 | exact | vqa_accuracy. Default: cider for
+    # captions; VQA accuracy when questions have >= 3 reference answers (VQAv2), else exact.
+    metric: str | None = None
     patience: int | None = None  # stop after this many evaluations without improvement
     val_fraction: float = 0.1  # share of `train` held out when `val` is not given
     seed: int = 0  # data order, dropout, split
@@ -52,8 +54,6 @@ class TrainConfig:
             raise ValueError("batch_size and grad_accum must be >= 1")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError("precision must be auto, fp32, bf16 or fp16")
-        if self.metric is None:
-            self.metric = "vqa_accuracy" if self.task == "vqa" else "cider"
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:

@@ -90,6 +90,8 @@ def fit(
     """
     if not train_set:
         raise ValueError("the training set is empty: nothing to train on")
+    if config.metric is None:
+        config = _with_default_metric(config, val_set)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     family = model.family
@@ -231,6 +233,17 @@ class _Prefetcher:
         future, cursor = self.pending
         self.pending = self._submit()
         return future.result(), cursor
+
+
+def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> TrainConfig:
+    from dataclasses import replace
+
+    if config.task == "caption":
+        return replace(config, metric="cider")
+    # The official VQA accuracy compares against 10 annotators (min(1, matches / 3)); with
+    # one reference answer per question it can never exceed 1/3, so exact match is the metric.
+    many = val_set and sum(len(ex.references) >= 3 for ex in val_set) >= len(val_set) / 2
+    return replace(config, metric="vqa_accuracy" if many else "exact")
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
