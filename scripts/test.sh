@@ -2,6 +2,7 @@
 # Set up everything the test suite needs (from a fresh clone) and run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
 bash scripts/setup.sh dev
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
