@@ -152,6 +152,9 @@ def test_models_and_version(capsys) -> None:
     assert any(p["name"] == "git-large" for p in json.loads(capsys.readouterr().out))
     proc = subprocess.run([sys.executable, "-m", "im2text", "--version"], capture_output=True)
     assert proc.returncode == 0 and b"im2text" in proc.stdout
+    script = Path(sys.executable).with_name("im2text")  # the console script pip installed
+    proc = subprocess.run([str(script), "models"], capture_output=True)
+    assert proc.returncode == 0 and b"blip-base" in proc.stdout
 
 
 def test_offline_preset_exit_code(tmp_path: Path, capsys) -> None:

@@ -257,3 +257,40 @@ def test_caption_rerank_orders_by_the_matcher(tiny, itm: im2text.Model) -> None:
     probs = itm.match(random_images(1)[0], [c.text for c in cap.candidates]).itm
     assert reranks == pytest.approx(list(probs), abs=1e-5)
     assert cap.text == cap.candidates[0].text
+
+
+@pytest.mark.parametrize("kind", ["blip2-opt", "blip2-t5", "instructblip"])
+def test_llm_vqa_batched_equals_one_by_one_and_plain(kind: str, tiny) -> None:
+    """Questions of different lengths share a (left-)padded batch without changing answers."""
+    model = im2text.load(str(tiny(kind)), batch_size=3)
+    imgs = random_images(3, seed=21)
+    qs = ["what?", "what colour is the large shape here?", "how many?"]
+    batched = model.ask(imgs, qs, **GREEDY)
+    single = [model.ask(im, q, batch_size=1, **GREEDY) for im, q in zip(imgs, qs)]
+    assert [a.text for a in batched] == [a.text for a in single]
+    for b, s in zip(batched, single, strict=True):
+        assert b.confidence == pytest.approx(s.confidence, rel=1e-3)
+    # Plain transformers with the family's documented prompt, one image at a time.
+    path = str(tiny(kind))
+    cls = "InstructBlip" if kind == "instructblip" else "Blip2"
+    plain_model = getattr(transformers, f"{cls}ForConditionalGeneration").from_pretrained(path)
+    proc = transformers.AutoProcessor.from_pretrained(path)
+    prompt = qs[1] if kind == "instructblip" else f"Question: {qs[1]} Answer:"
+    inputs = proc(images=imgs[1], text=prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = plain_model.eval().generate(**inputs, **GREEDY)
+    skip = 1 if plain_model.config.text_config.is_encoder_decoder else inputs["input_ids"].shape[1]
+    plain = proc.tokenizer.decode(out[0, skip:], skip_special_tokens=True).strip()
+    assert batched[1].text == plain
+
+
+def test_trocr_line_equals_plain_transformers(tiny) -> None:
+    path = str(tiny("trocr"))
+    img = random_images(1, seed=30, size=(96, 24))[0]
+    ours = im2text.load(path).read(img, page=False, **GREEDY)
+    model = transformers.VisionEncoderDecoderModel.from_pretrained(path).eval()
+    proc = transformers.TrOCRProcessor.from_pretrained(path)
+    with torch.no_grad():
+        out = model.generate(proc(images=img, return_tensors="pt").pixel_values, **GREEDY)
+    assert ours.text == proc.batch_decode(out, skip_special_tokens=True)[0].strip()
+    assert 0 <= ours.lines[0].score <= 1

@@ -207,3 +207,16 @@ def test_eval_two_models_side_by_side(tiny, tmp_path: Path) -> None:
     assert len(report["items"]) == 6
     html = (out / "report.html").read_text()
     assert "blip" in html and "git" in html and "data:image/jpeg;base64" in html
+
+
+def test_blip2_fine_tuning_keeps_the_llm_and_vision_frozen(tiny, tmp_path: Path) -> None:
+    model = im2text.load(str(tiny("blip2-t5")))
+    before = {k: v.clone() for k, v in model.family.model.state_dict().items()}
+    data = [Example(im, c) for im, c in shape_dataset(8, seed=0, image_size=32)]
+    cfg = TrainConfig(model="x", output=str(tmp_path / "b2"), max_steps=3, batch_size=4,
+                      lr=1e-2, eval_every=1000, warmup=0.0)  # fmt: skip
+    fit(model, data, data[:2], cfg)
+    after = model.family.model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= {"qformer", "query_tokens", "language_projection"}
+    assert "qformer" in changed

@@ -108,6 +108,11 @@ class Family:
         """Inputs for a forward pass whose `.loss` trains the model to say `targets`."""
         raise NotImplementedError(f"training {self.key} models is not supported")
 
+    def prepare_for_training(self) -> None:
+        """Freeze what this family never fine-tunes (default: train everything)."""
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
     def question_prompt(self, question: str) -> str:
         """The prompt that asks `question` about the image (VQA); the answer is what follows."""
         return question

@@ -39,11 +39,20 @@ class Blip2(Family):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        # Decoder-only LMs continue the last token of each row: pad on the left.
-        self.tokenizer.padding_side = "left"
+        # Decoder-only LMs continue each row's last token: pad on the left. Encoder-decoder LMs
+        # (T5) pad on the right, so the image tokens stay next to the text (relative positions).
+        decoder_only = not self.model.config.text_config.is_encoder_decoder
+        self.tokenizer.padding_side = "left" if decoder_only else "right"
 
     def question_prompt(self, question: str) -> str:
         return f"Question: {question} Answer:"
+
+    def prepare_for_training(self) -> None:
+        """BLIP-2's recipe: the image encoder and the LLM stay frozen; the Q-Former, its query
+        tokens and the projection into the LLM learn (with --lora, only the LLM's adapters)."""
+        for name, p in self.model.named_parameters():
+            frozen = name.startswith(("vision_model.", "language_model."))
+            p.requires_grad_(not frozen)
 
     def lora_targets(self) -> list[str]:
         """The LLM's attention projections (OPT: q_proj/v_proj; T5: q/v): LoRA adapts only the

@@ -1,6 +1,6 @@
 """An on-disk embedding index for search: append-only, incremental, exact by default.
 
-Layout of an index folder (documented in docs/INDEX.md):
+Layout of an index folder (also in the README):
     meta.json      {"format": 1, "model": ..., "dim": D, "dtype": "float32"}
     vectors.f32    N x D little-endian float32, row i belongs to line i of items.jsonl
     items.jsonl    one {"path": ..., "row": i} per line

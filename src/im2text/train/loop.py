@@ -99,6 +99,7 @@ def fit(
     device = family.device
     _set_seed(config.seed)
 
+    family.prepare_for_training()  # the family's own rule (BLIP-2: the LLM stays frozen)
     if config.freeze_vision and family.vision_tower:
         for p in net.get_submodule(family.vision_tower).parameters():
             p.requires_grad_(False)
@@ -207,6 +208,8 @@ class _Prefetcher:
 
         self.data, self.family, self.size = data, family, config.batch_size
         self.seed = config.seed
+        # VQA: train on the prompt the family answers with (e.g. BLIP-2's "Question: q Answer:").
+        self.vqa = config.task == "vqa"
         self.cursor = (epoch, position)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="im2text-train")
         self.pending = self._submit()
@@ -223,10 +226,12 @@ class _Prefetcher:
         return self.pool.submit(self._prepare, batch), self.cursor
 
     def _prepare(self, batch: list[Example]) -> dict[str, Any]:
+        prompts = [
+            self.family.question_prompt(ex.prompt) if self.vqa and ex.prompt else ex.prompt
+            for ex in batch
+        ]
         return self.family.training_inputs(
-            [_image(ex.image) for ex in batch],
-            [ex.prompt for ex in batch],
-            [ex.target for ex in batch],
+            [_image(ex.image) for ex in batch], prompts, [ex.target for ex in batch]
         )
 
     def next(self) -> tuple[dict[str, Any], tuple[int, int]]:
