@@ -220,3 +220,14 @@ def test_blip2_fine_tuning_keeps_the_llm_and_vision_frozen(tiny, tmp_path: Path)
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= {"qformer", "query_tokens", "language_projection"}
     assert "qformer" in changed
+
+
+def test_bf16_autocast_and_grad_accumulation_train(tiny, tmp_path: Path) -> None:
+    model = im2text.load(str(tiny("blip")))
+    data = [Example(im, c) for im, c in shape_dataset(16, seed=0, image_size=32)]
+    losses: list[float] = []
+    cfg = TrainConfig(model="x", output=str(tmp_path / "bf16"), max_steps=4, batch_size=4,
+                      grad_accum=2, precision="bf16", lr=1e-3, eval_every=1000)  # fmt: skip
+    summary = fit(model, data, data[:2], cfg, on_step=lambda step, loss: losses.append(loss))
+    assert summary["steps"] == 4 and len(losses) == 4
+    assert all(math.isfinite(x) for x in losses)

@@ -66,14 +66,17 @@ def _lr_factor(progress: float, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
 
 
-def _autocast(precision: str, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
+def _accelerator(precision: str, device: torch.device) -> Any:
+    """accelerate handles autocast, fp16 loss scaling and, under `accelerate launch`, DDP."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False), None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    return torch.autocast(device.type, dtype=dtype), scaler
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        precision = "bf16" if cuda_bf16 else "fp32"
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+    AcceleratorState._reset_state(True)  # one process may run several trainings (tests, notebooks)
+    return Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
 
 
 def fit(
@@ -130,7 +133,8 @@ def fit(
         state = saved["state"]
         _set_rng_state(saved["rng"])
 
-    autocast, scaler = _autocast(config.precision, device)
+    accelerator = _accelerator(config.precision, device)
+    train_net, opt = accelerator.prepare(net, opt)  # the same module on one CPU/GPU; DDP on many
     log = _Log(out)
     t_start = time.monotonic() - state["elapsed"]
     non_finite = 0
@@ -151,12 +155,9 @@ def fit(
         for _ in range(config.grad_accum):
             inputs, (state["epoch"], state["position"]) = batches.next()
             inputs = {k: family._to_device(v) for k, v in inputs.items()}
-            with autocast:
-                loss = net(**inputs).loss / config.grad_accum
-            if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            with accelerator.autocast():
+                loss = train_net(**inputs).loss / config.grad_accum
+            accelerator.backward(loss)  # scales the loss for fp16
             loss_sum += float(loss.detach())
         if not math.isfinite(loss_sum):
             non_finite += 1
@@ -171,14 +172,8 @@ def fit(
         non_finite = 0
         for g in opt.param_groups:
             g["lr"] = config.lr * _lr_factor(progress(), config.warmup)
-        if scaler is not None:
-            scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        accelerator.clip_grad_norm_(params, config.max_grad_norm)  # unscales first under fp16
+        opt.step()  # skipped by the fp16 scaler when gradients overflowed
         state["step"] += 1
         log.train(state["step"], loss_sum, opt.param_groups[0]["lr"])
         if on_step:
@@ -186,7 +181,10 @@ def fit(
         done = progress() >= 1.0
         if state["step"] % config.eval_every == 0 or done:
             state["elapsed"] = time.monotonic() - t_start
-            stop = _evaluate_and_save(model, net, opt, val_set, config, state, log)
+            stop = False
+            if accelerator.is_main_process:  # one writer of checkpoints and logs
+                stop = _evaluate_and_save(model, net, opt, val_set, config, state, log)
+            accelerator.wait_for_everyone()
             net.train()
             if stop:
                 break
