@@ -17,13 +17,14 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="server extra not installed (pip install 'im2text[serve]')")
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'im2text[serve]'")
+pytest.importorskip("httpx", reason="needs the serve extra: pip install 'im2text[serve]'")
 import httpx
 from fastapi.testclient import TestClient
 
@@ -108,7 +109,9 @@ def test_health_ready_info_and_page(client: TestClient) -> None:
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from a CDN
     for asset in ("/static/app.js", "/static/style.css"):
         resp = client.get(asset)
-        assert resp.status_code == 200 and "http://" not in resp.text and "https://" not in resp.text
+        assert (
+            resp.status_code == 200 and "http://" not in resp.text and "https://" not in resp.text
+        )
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
@@ -182,12 +185,19 @@ def test_caption_settings_and_prompt(client, models) -> None:
 def test_ask_and_candidates(client, models) -> None:
     data = png(3)
     exp = models["blip-vqa"].ask(data, "what is it?").to_record("blip-vqa")
-    resp = client.post("/v1/ask", json={"model": "blip-vqa", "image": b64(data), "question": "what is it?"})  # fmt: skip
+    resp = client.post(
+        "/v1/ask", json={"model": "blip-vqa", "image": b64(data), "question": "what is it?"}
+    )
     (record,) = resp.json()["results"]
     assert {**record, "path": None} == {**exp, "path": None}
     resp = client.post(
         "/v1/ask",
-        json={"model": "blip-vqa", "image": b64(data), "question": "what?", "candidates": ["a", "b"]},
+        json={
+            "model": "blip-vqa",
+            "image": b64(data),
+            "question": "what?",
+            "candidates": ["a", "b"],
+        },
     )
     (record,) = resp.json()["results"]
     assert record["answer"] in ("a", "b") and len(record["ranking"]) == 2
@@ -205,16 +215,32 @@ def test_read_real_ocr(client, models) -> None:
 def test_match_classify_embed(client, models) -> None:
     data = png(4)
     clip = models["clip"]
-    resp = client.post("/v1/match", json={"model": "clip", "image": b64(data), "texts": ["a cat", "a dog"]})  # fmt: skip
-    assert resp.json()["results"][0]["probability"] == clip.match(data, ["a cat", "a dog"]).to_record("x")["probability"]  # fmt: skip
+    resp = client.post(
+        "/v1/match", json={"model": "clip", "image": b64(data), "texts": ["a cat", "a dog"]}
+    )
+    assert (
+        resp.json()["results"][0]["probability"]
+        == clip.match(data, ["a cat", "a dog"]).to_record("x")["probability"]
+    )
     resp = client.post(
         "/v1/classify",
         data={"model": "clip", "labels": ["cat", "dog", "car"], "top_k": "2"},
         files={"image": ("a.png", data, "image/png")},
     )
     (record,) = resp.json()["results"]
-    assert record == {**clip.classify(data, ["cat", "dog", "car"], top_k=2).to_record("clip"), "path": "a.png"}  # fmt: skip
-    resp = client.post("/v1/classify", json={"model": "clip", "image": b64(data), "labels": ["cat", "dog"], "templates": ["ensemble"]})  # fmt: skip
+    assert record == {
+        **clip.classify(data, ["cat", "dog", "car"], top_k=2).to_record("clip"),
+        "path": "a.png",
+    }
+    resp = client.post(
+        "/v1/classify",
+        json={
+            "model": "clip",
+            "image": b64(data),
+            "labels": ["cat", "dog"],
+            "templates": ["ensemble"],
+        },
+    )
     assert resp.status_code == 200 and resp.json()["results"][0]["label"] in ("cat", "dog")
     resp = client.post("/v1/embed", json={"model": "clip", "images": [b64(data), b64(png(5))]})
     vecs = np.array([r["embedding"] for r in resp.json()["results"]])
@@ -238,7 +264,10 @@ def test_several_images_one_bad_fails_alone(client) -> None:
     assert bad["caption"] is None and "image[1]: not an image" in bad["error"]
     resp = client.post(
         "/v1/ask",
-        files=[("image", ("a.png", png(8), "image/png")), ("image", ("b.png", b"junk", "image/png"))],
+        files=[
+            ("image", ("a.png", png(8), "image/png")),
+            ("image", ("b.png", b"junk", "image/png")),
+        ],
         data={"model": "blip-vqa", "question": "what?"},
     )
     assert [r["path"] for r in resp.json()["results"]] == ["a.png", "b.png"]
@@ -254,38 +283,191 @@ def _post(client: TestClient, path: str, **kw: Any) -> tuple[int, dict[str, Any]
 
 
 ERROR_CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
-    ("unknown model", "/v1/caption", {"json": {"model": "nope", "image": b64(png())}}, 404, "model_not_found"),  # fmt: skip
-    ("task unsupported", "/v1/caption", {"json": {"model": "clip", "image": b64(png())}}, 400, "unsupported_task"),  # fmt: skip
+    (
+        "unknown model",
+        "/v1/caption",
+        {"json": {"model": "nope", "image": b64(png())}},
+        404,
+        "model_not_found",
+    ),
+    (
+        "task unsupported",
+        "/v1/caption",
+        {"json": {"model": "clip", "image": b64(png())}},
+        400,
+        "unsupported_task",
+    ),
     ("no image", "/v1/caption", {"json": {"model": "blip"}}, 422, "invalid_request_error"),
     ("bad base64", "/v1/caption", {"json": {"image": "@@not base64@@"}}, 422, "invalid_image"),
     ("corrupt image", "/v1/caption", {"json": {"image": b64(png()[:60])}}, 422, "invalid_image"),
-    ("not an image", "/v1/caption", {"files": {"image": ("x.png", b"hello", "image/png")}}, 422, "invalid_image"),  # fmt: skip
+    (
+        "not an image",
+        "/v1/caption",
+        {"files": {"image": ("x.png", b"hello", "image/png")}},
+        422,
+        "invalid_image",
+    ),
     ("bomb", "/v1/caption", {"json": {"image": b64(bomb())}}, 413, "image_too_large"),
-    ("image bytes", "/v1/caption", {"json": {"image": b64(b"x" * 1_100_000)}}, 413, "image_too_large"),  # fmt: skip
-    ("upload bytes", "/v1/caption", {"files": {"image": ("x.png", b"x" * 1_100_000, "image/png")}}, 413, "image_too_large"),  # fmt: skip
-    ("too many images", "/v1/caption", {"json": {"images": [b64(png())] * 5}}, 413, "too_many_images"),  # fmt: skip
-    ("too many files", "/v1/caption", {"files": [("image", ("x.png", png(), "image/png"))] * 5}, 413, "too_many_images"),  # fmt: skip
-    ("body size", "/v1/caption", {"content": b"{" + b" " * 2_100_000 + b"}", "headers": {"content-type": "application/json"}}, 413, "request_too_large"),  # fmt: skip
-    ("content type", "/v1/caption", {"content": b"image", "headers": {"content-type": "image/png"}}, 415, "unsupported_media_type"),  # fmt: skip
+    (
+        "image bytes",
+        "/v1/caption",
+        {"json": {"image": b64(b"x" * 1_100_000)}},
+        413,
+        "image_too_large",
+    ),
+    (
+        "upload bytes",
+        "/v1/caption",
+        {"files": {"image": ("x.png", b"x" * 1_100_000, "image/png")}},
+        413,
+        "image_too_large",
+    ),
+    (
+        "too many images",
+        "/v1/caption",
+        {"json": {"images": [b64(png())] * 5}},
+        413,
+        "too_many_images",
+    ),
+    (
+        "too many files",
+        "/v1/caption",
+        {"files": [("image", ("x.png", png(), "image/png"))] * 5},
+        413,
+        "too_many_images",
+    ),
+    (
+        "body size",
+        "/v1/caption",
+        {
+            "content": b"{" + b" " * 2_100_000 + b"}",
+            "headers": {"content-type": "application/json"},
+        },
+        413,
+        "request_too_large",
+    ),
+    (
+        "content type",
+        "/v1/caption",
+        {"content": b"image", "headers": {"content-type": "image/png"}},
+        415,
+        "unsupported_media_type",
+    ),
     ("no content type", "/v1/caption", {"content": b"{}"}, 415, "unsupported_media_type"),
-    ("malformed json", "/v1/caption", {"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),  # fmt: skip
+    (
+        "malformed json",
+        "/v1/caption",
+        {"content": b"{nope", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+    ),
     ("json not object", "/v1/caption", {"json": [1, 2]}, 400, "invalid_json"),
-    ("unknown field", "/v1/caption", {"json": {"image": b64(png()), "max_token": 3}}, 422, "invalid_request_error"),  # fmt: skip
-    ("bad field type", "/v1/caption", {"json": {"image": b64(png()), "num_beams": "many"}}, 422, "invalid_request_error"),  # fmt: skip
-    ("long prompt", "/v1/caption", {"json": {"image": b64(png()), "prompt": "a " * 150}}, 422, "text_too_long"),  # fmt: skip
-    ("long question", "/v1/ask", {"json": {"image": b64(png()), "question": "x" * 201}}, 422, "text_too_long"),  # fmt: skip
-    ("empty question", "/v1/ask", {"json": {"image": b64(png()), "question": "  "}}, 422, "invalid_request_error"),  # fmt: skip
-    ("too many texts", "/v1/match", {"json": {"image": b64(png()), "texts": ["a"] * 9}}, 413, "too_many_texts"),  # fmt: skip
-    ("tokens over cap", "/v1/caption", {"json": {"image": b64(png()), "max_new_tokens": 500}}, 422, "invalid_request_error"),  # fmt: skip
-    ("beams over cap", "/v1/caption", {"json": {"image": b64(png()), "num_beams": 9}}, 422, "invalid_request_error"),  # fmt: skip
-    ("bad combination", "/v1/caption", {"json": {"image": b64(png()), "num_return_sequences": 3}}, 422, "invalid_request_error"),  # fmt: skip
-    ("ranking on generator", "/v1/ask", {"json": {"model": "blip-vqa", "image": b64(png()), "question": "q?", "candidates": []}}, 422, "invalid_request_error"),  # fmt: skip
-    ("template without {}", "/v1/classify", {"json": {"image": b64(png()), "labels": ["a"], "templates": ["x"]}}, 422, "invalid_request_error"),  # fmt: skip
-    ("embed both", "/v1/embed", {"json": {"image": b64(png()), "texts": ["a"]}}, 422, "invalid_request_error"),  # fmt: skip
-    ("remote url off", "/v1/caption", {"json": {"image": "http://127.0.0.1/x.png"}}, 403, "remote_urls_disabled"),  # fmt: skip
-    ("metadata url off", "/v1/caption", {"json": {"image": "http://169.254.169.254/latest/meta-data/"}}, 403, "remote_urls_disabled"),  # fmt: skip
+    (
+        "unknown field",
+        "/v1/caption",
+        {"json": {"image": b64(png()), "max_token": 3}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "bad field type",
+        "/v1/caption",
+        {"json": {"image": b64(png()), "num_beams": "many"}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "long prompt",
+        "/v1/caption",
+        {"json": {"image": b64(png()), "prompt": "a " * 150}},
+        422,
+        "text_too_long",
+    ),
+    (
+        "long question",
+        "/v1/ask",
+        {"json": {"image": b64(png()), "question": "x" * 201}},
+        422,
+        "text_too_long",
+    ),
+    (
+        "empty question",
+        "/v1/ask",
+        {"json": {"image": b64(png()), "question": "  "}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "too many texts",
+        "/v1/match",
+        {"json": {"image": b64(png()), "texts": ["a"] * 9}},
+        413,
+        "too_many_texts",
+    ),
+    (
+        "tokens over cap",
+        "/v1/caption",
+        {"json": {"image": b64(png()), "max_new_tokens": 500}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "beams over cap",
+        "/v1/caption",
+        {"json": {"image": b64(png()), "num_beams": 9}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "bad combination",
+        "/v1/caption",
+        {"json": {"image": b64(png()), "num_return_sequences": 3}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "ranking on generator",
+        "/v1/ask",
+        {"json": {"model": "blip-vqa", "image": b64(png()), "question": "q?", "candidates": []}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "template without {}",
+        "/v1/classify",
+        {"json": {"image": b64(png()), "labels": ["a"], "templates": ["x"]}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "embed both",
+        "/v1/embed",
+        {"json": {"image": b64(png()), "texts": ["a"]}},
+        422,
+        "invalid_request_error",
+    ),
+    (
+        "remote url off",
+        "/v1/caption",
+        {"json": {"image": "http://127.0.0.1/x.png"}},
+        403,
+        "remote_urls_disabled",
+    ),
+    (
+        "metadata url off",
+        "/v1/caption",
+        {"json": {"image": "http://169.254.169.254/latest/meta-data/"}},
+        403,
+        "remote_urls_disabled",
+    ),
     ("file url", "/v1/caption", {"json": {"image": "file:///etc/passwd"}}, 403, "url_forbidden"),
-    ("data url not base64", "/v1/caption", {"json": {"image": "data:image/png,abc"}}, 422, "invalid_image"),  # fmt: skip
+    (
+        "data url not base64",
+        "/v1/caption",
+        {"json": {"image": "data:image/png,abc"}},
+        422,
+        "invalid_image",
+    ),
 ]
 
 
@@ -305,7 +487,9 @@ def test_chunked_body_over_the_limit_is_cut_off(client: TestClient) -> None:
         for _ in range(40):  # no Content-Length: the limit is enforced while reading
             yield b" " * 100_000
 
-    resp = client.post("/v1/caption", content=chunks(), headers={"content-type": "application/json"})
+    resp = client.post(
+        "/v1/caption", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 413 and error_of(resp)["type"] == "request_too_large"
 
 
@@ -351,8 +535,9 @@ def test_chat_completions(client, models) -> None:
 
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == (
-        body["choices"][0]["message"]["content"]
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        == (body["choices"][0]["message"]["content"])
     )
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
@@ -365,7 +550,11 @@ def test_chat_completions(client, models) -> None:
     [
         (_chat(png(), model="clip"), 404, "model_not_found"),
         (_chat(png(), model="nope"), 404, "model_not_found"),
-        ({"model": "blip", "messages": [{"role": "user", "content": "hi"}]}, 422, "invalid_request_error"),  # fmt: skip
+        (
+            {"model": "blip", "messages": [{"role": "user", "content": "hi"}]},
+            422,
+            "invalid_request_error",
+        ),
         ({"model": "blip", "messages": []}, 422, "invalid_request_error"),
         ({**_chat(png()), "n": 2}, 422, "invalid_request_error"),
         (_chat(b"junk"), 422, "invalid_image"),
@@ -390,7 +579,9 @@ def test_api_keys(models) -> None:
             assert resp.headers["www-authenticate"] == "Bearer"
         assert c.get("/metrics").status_code == 401
         assert c.get("/v1/models").status_code == 401
-        ok = c.post("/v1/caption", json={"image": b64(png())}, headers={"Authorization": "Bearer secret-2"})  # fmt: skip
+        ok = c.post(
+            "/v1/caption", json={"image": b64(png())}, headers={"Authorization": "Bearer secret-2"}
+        )
         assert ok.status_code == 200
         for open_path in ("/health", "/ready", "/", "/static/app.js"):
             assert c.get(open_path).status_code == 200
@@ -420,6 +611,17 @@ def test_names_load_in_background_and_ready_waits(tiny) -> None:
         assert c.get("/health").status_code == 200
 
 
+def test_public_api_and_the_hint_when_the_extra_is_missing(monkeypatch) -> None:
+    import sys
+
+    import im2text.serve as serve
+
+    assert set(serve.__all__) == {"ServeConfig", "create_app", "run"}
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'im2text\[serve\]'"):
+        serve.create_app({}, ServeConfig())
+
+
 def test_duplicate_ids_and_empty_are_refused(models) -> None:
     with pytest.raises(ValueError, match="no models"):
         create_app({}, ServeConfig())
@@ -445,7 +647,10 @@ def test_concurrent_requests_share_forward_passes(models) -> None:
     app = create_app({"clip": models["clip"], "blip": models["blip"]}, cfg)
     images = [png(20 + i) for i in range(8)]
     reqs = [
-        ("/v1/embed", {"files": {"image": (f"img{i}.png", d, "image/png")}, "data": {"model": "clip"}})  # fmt: skip
+        (
+            "/v1/embed",
+            {"files": {"image": (f"img{i}.png", d, "image/png")}, "data": {"model": "clip"}},
+        )
         for i, d in enumerate(images)
     ]
     before = _batches(app, "clip")
@@ -489,7 +694,10 @@ async def _metrics(app: Any) -> str:
 def test_questions_batch_together_and_stay_with_their_request(models) -> None:
     app = create_app({"blip-vqa": models["blip-vqa"]}, ServeConfig(max_wait_ms=300))
     questions = ["what is it?", "is it red?", "how many?", "where?"]
-    reqs = [("/v1/ask", {"json": {"image": b64(png(30 + i)), "question": q}}) for i, q in enumerate(questions)]  # fmt: skip
+    reqs = [
+        ("/v1/ask", {"json": {"image": b64(png(30 + i)), "question": q}})
+        for i, q in enumerate(questions)
+    ]
     resps = asyncio.run(_concurrent(app, reqs))
     assert _batches(app, "blip-vqa") < len(reqs)
     assert [r.json()["results"][0]["question"] for r in resps] == questions
@@ -500,7 +708,9 @@ def test_a_bad_image_in_a_batch_fails_only_its_request(models) -> None:
     from im2text.images import ImageSource
 
     async def go() -> list[Any]:
-        b = Batcher("blip", batch_runner(models["blip"]), max_batch_size=8, max_wait_s=0.2, max_queue=8)  # fmt: skip
+        b = Batcher(
+            "blip", batch_runner(models["blip"]), max_batch_size=8, max_wait_s=0.2, max_queue=8
+        )
         jobs = [
             b.submit("caption", (), {}, [ImageSource(f"r{i}", d)])
             for i, d in enumerate([png(1), b"corrupt", png(2)])
@@ -556,7 +766,13 @@ def test_full_queue_answers_429_and_timeouts_503(models) -> None:
 def test_batcher_queue_bound() -> None:
     async def go() -> None:
         release = threading.Event()
-        b = Batcher("m", lambda t, p, xs: (release.wait(5), xs)[1], max_batch_size=1, max_wait_s=0, max_queue=1)  # fmt: skip
+        b = Batcher(
+            "m",
+            lambda t, p, xs: (release.wait(5), xs)[1],
+            max_batch_size=1,
+            max_wait_s=0,
+            max_queue=1,
+        )
         first = asyncio.create_task(b.submit("t", (), {}, [1]))
         await asyncio.sleep(0.1)  # running
         second = asyncio.create_task(b.submit("t", (), {}, [2]))
@@ -574,7 +790,7 @@ def test_batcher_queue_bound() -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    hosts: list[str] = []  # Host headers seen (to prove pinned connections keep the name)
+    hosts: ClassVar[list[str]] = []  # Host headers seen (to prove pinned connections keep the name)
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -651,7 +867,12 @@ def test_remote_urls(url_client, image_server, path: str, status: int, kind: str
 def test_chat_accepts_remote_image_url(url_client, image_server) -> None:
     req = {
         "model": "blip",
-        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_server + "/img.png"}}]}],  # fmt: skip
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": image_server + "/img.png"}}],
+            }
+        ],
     }
     assert url_client.post("/v1/chat/completions", json=req).status_code == 200
 
@@ -705,9 +926,11 @@ def test_ssrf_targets_are_refused_without_connecting(url: str) -> None:
 
 def test_metadata_stays_refused_even_if_allow_listed() -> None:
     policy = fetch_mod.UrlPolicy(
-        max_bytes=1, timeout_s=1, max_redirects=0,
+        max_bytes=1,
+        timeout_s=1,
+        max_redirects=0,
         allow_networks=(ipaddress.ip_network("169.254.0.0/16"),),
-    )  # fmt: skip
+    )
     assert fetch_mod.address_problem(ipaddress.ip_address("169.254.169.254"), policy)
     assert fetch_mod.address_problem(ipaddress.ip_address("169.254.1.1"), policy) is None
     assert fetch_mod.address_problem(ipaddress.ip_address("93.184.216.34"), policy) is None

@@ -27,7 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="server extra not installed (pip install 'im2text[serve]')")
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'im2text[serve]'")
+pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'im2text[serve]'")
+pytest.importorskip("httpx", reason="needs the serve extra: pip install 'im2text[serve]'")
 import httpx
 import uvicorn
 
@@ -127,13 +129,19 @@ def test_openai_client_chat_and_stream(live, models) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
     vqa = client.chat.completions.create(
-        model="blip-vqa", messages=[{**messages[0], "content": [
-            {"type": "text", "text": "what is it?"}, messages[0]["content"][1]]}],
+        model="blip-vqa",
+        messages=[
+            {
+                **messages[0],
+                "content": [{"type": "text", "text": "what is it?"}, messages[0]["content"][1]],
+            }
+        ],
         max_tokens=5,
-    )  # fmt: skip
-    assert vqa.choices[0].message.content == models["blip-vqa"].ask(
-        image, "what is it?", max_new_tokens=5
-    ).text
+    )
+    assert (
+        vqa.choices[0].message.content
+        == models["blip-vqa"].ask(image, "what is it?", max_new_tokens=5).text
+    )
 
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=messages)
@@ -326,13 +334,19 @@ def _hostile(url: str, redirector: str) -> dict[str, tuple[dict[str, Any], set[i
         "ssrf-redirect": ({"json": {"image": f"{redirector}/r?to={port}"}}, refused),
         "ssrf-scheme": ({"json": {"image": "file:///etc/passwd"}}, refused),
         "oversized-body": (
-            {"content": b"{" + b" " * 2_500_000 + b"}", "headers": {"content-type": "application/json"}},  # fmt: skip
+            {
+                "content": b"{" + b" " * 2_500_000 + b"}",
+                "headers": {"content-type": "application/json"},
+            },
             {413},
         ),
         "wrong-type": ({"content": b"<xml/>", "headers": {"content-type": "text/xml"}}, {415}),
         "too-many-files": ({"files": [("image", ("a.png", png(), "image/png"))] * 5}, {413}),
         "long-prompt": ({"json": {"image": b64(png()), "prompt": "x" * 5000}}, {422}),
-        "bad-json": ({"content": b'{"image": ', "headers": {"content-type": "application/json"}}, {400}),  # fmt: skip
+        "bad-json": (
+            {"content": b'{"image": ', "headers": {"content-type": "application/json"}},
+            {400},
+        ),
     }
 
 
@@ -406,9 +420,11 @@ def test_load_and_hostile_inputs(server_process, redirector) -> None:
     long = {
         "json": {
             "images": [base64.b64encode(png(i)).decode() for i in range(4)],
-            "num_beams": 8, "max_new_tokens": 60, "min_new_tokens": 60,
+            "num_beams": 8,
+            "max_new_tokens": 60,
+            "min_new_tokens": 60,
         }
-    }  # fmt: skip
+    }
     result: dict[str, Any] = {}
     t = threading.Thread(
         target=lambda: result.update(resp=httpx.post(url + "/v1/caption", timeout=60, **long))

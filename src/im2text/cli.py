@@ -209,6 +209,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_capfilt)
 
+    p = sub.add_parser("serve", help="serve models over HTTP (API, OpenAI chat, compare page)")
+    p.add_argument("models", nargs="+", help="presets, Hub ids or dirs to serve")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        help="accepted Bearer key (repeatable; or env IM2TEXT_API_KEYS=a,b)",
+    )
+    p.add_argument("--max-batch-size", type=int, default=8, help="1 turns batching off")
+    p.add_argument("--max-wait-ms", type=float, default=10.0)
+    p.add_argument("--max-queue", type=int, default=64)
+    p.add_argument("--request-timeout", type=float, default=120.0)
+    p.add_argument("--max-body-mb", type=float, default=20.0)
+    p.add_argument("--max-image-mb", type=float, default=10.0)
+    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--max-images", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument(
+        "--allow-remote-urls",
+        action="store_true",
+        help="fetch http(s) image URLs (private/loopback/metadata addresses refused)",
+    )
+    p.add_argument("--url-allow-network", action="append", default=[], metavar="CIDR")
+    p.add_argument("--max-connections", type=int, default=256)
+    p.add_argument("--shutdown-timeout", type=float, default=30.0)
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_cmd_serve)
+
     p = sub.add_parser("models", help="list model presets")
     p.add_argument("--task", help="only presets for this task (caption, ask, ...)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -241,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as e:
         _err(f"im2text: {e}")
         return EXIT_USAGE
+    except ImportError as e:
+        _err(f"im2text: {e}")
+        return EXIT_ERROR
     except KeyboardInterrupt:
         _err("im2text: interrupted; rerun the same command to resume")
         return 130
@@ -585,6 +620,39 @@ def _cmd_capfilt(args: argparse.Namespace) -> int:
     )
     print(json.dumps(counts))
     return EXIT_PARTIAL if counts["failed"] else EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from im2text.serve import ServeConfig, run
+
+    env_keys = [k for k in os.environ.get("IM2TEXT_API_KEYS", "").split(",") if k.strip()]
+    mb = 1024 * 1024
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        dtype=args.dtype,
+        api_keys=tuple(args.api_key) + tuple(k.strip() for k in env_keys),
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        request_timeout_s=args.request_timeout,
+        max_body_bytes=int(args.max_body_mb * mb),
+        max_image_bytes=int(args.max_image_mb * mb),
+        max_pixels=args.max_pixels,
+        max_images=args.max_images,
+        max_new_tokens=args.max_new_tokens,
+        allow_remote_urls=args.allow_remote_urls,
+        url_allow_networks=tuple(args.url_allow_network),
+        max_connections=args.max_connections,
+        shutdown_timeout_s=args.shutdown_timeout,
+        log_level=args.log_level,
+    )
+    args._loading = True
+    run(args.models, config)
+    return EXIT_OK
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

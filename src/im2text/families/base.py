@@ -138,7 +138,7 @@ class Family:
             torch.manual_seed(settings.seed)
         out = self._generate(
             inputs,
-            **settings.to_generate_kwargs(),
+            **self._fit_length(settings.to_generate_kwargs(), inputs),
             **self.generation_kwargs(),
             return_dict_in_generate=True,
             output_logits=True,
@@ -153,6 +153,21 @@ class Family:
             for t, s, lp in zip(texts, scores.tolist(), totals.tolist(), strict=True)
         ]
         return [cands[i : i + n] for i in range(0, len(cands), n)]
+
+    def _fit_length(self, kwargs: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """Cap max_new_tokens so prompt + answer fit the decoder's learned positions (asking a
+        64-position model for 100 tokens would crash mid-batch rather than stop)."""
+        text = self.model.config.get_text_config()
+        limit = getattr(text, "max_position_embeddings", None)
+        if not limit or getattr(text, "relative_attention_num_buckets", None):
+            return kwargs  # relative positions (T5) have no hard limit
+        ids = inputs.get("decoder_input_ids", inputs.get("input_ids"))
+        used = int(ids.shape[1]) if isinstance(ids, torch.Tensor) else 1
+        room = max(1, limit - used)
+        if kwargs.get("max_new_tokens", 0) > room:
+            kwargs = {**kwargs, "max_new_tokens": room}
+            kwargs["min_new_tokens"] = min(kwargs.get("min_new_tokens", 0), room)
+        return kwargs
 
     def _generate(self, inputs: dict[str, Any], **kwargs: Any) -> Any:
         """The raw `generate` call; families whose own `generate` is wrong override this."""

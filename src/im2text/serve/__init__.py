@@ -27,8 +27,8 @@ _HINT = "the server needs extra packages: pip install 'im2text[serve]'"
 def _require() -> None:
     try:
         import fastapi  # noqa: F401
-        import python_multipart  # noqa: F401  (form uploads)
         import prometheus_client  # noqa: F401
+        import python_multipart  # noqa: F401  (form uploads)
         import uvicorn  # noqa: F401
     except ImportError as e:
         raise ImportError(f"{_HINT} (missing: {e.name})") from e

@@ -25,6 +25,7 @@ from im2text.serve import _schemas as S
 from im2text.serve._errors import ApiError, error_body, error_response
 from im2text.serve._inputs import load_images, parse_body
 from im2text.serve._metrics import MetricsMiddleware
+from im2text.serve._openai import add_openai_routes
 from im2text.serve._params import check_texts, image_size, run_images, task_params
 from im2text.serve._state import ServerState
 from im2text.serve.config import ServeConfig
@@ -100,8 +101,6 @@ def create_app(models: dict[str, Model] | list[str], config: ServeConfig | None 
     _install_errors(app, state)
     _add_task_routes(app, state)
     _add_service_routes(app, state)
-    from im2text.serve._openai import add_openai_routes
-
     add_openai_routes(app, state)
     _add_page(app)
     # Outermost last: metrics see every answer, auth runs before any body is read.
@@ -397,7 +396,10 @@ class _SecurityHeaders:
 # --- OpenAPI: bodies parsed by hand still get documented schemas ----------------------------------
 
 
-_DOCUMENTED_BODIES = [*(s for s, _, _ in _TASKS.values()), S.ChatCompletionRequest]
+_DOCUMENTED_BODIES: list[type[S.BaseModel]] = [
+    *(s for s, _, _ in _TASKS.values()),
+    S.ChatCompletionRequest,
+]
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
-from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -76,9 +75,8 @@ async def parse_body(
     except ValidationError as e:
         raise ApiError(422, "invalid_request_error", validation_message(e)) from None
     raws = list(uploads)
-    strings = ([req.image] if getattr(req, "image", None) else []) + list(
-        getattr(req, "images", None) or []
-    )
+    image: str | None = getattr(req, "image", None)
+    strings = ([image] if image else []) + list(getattr(req, "images", None) or [])
     for s in strings:
         raws.append(image_from_string(s, f"image[{len(raws)}]", config))
     return req, raws
@@ -200,11 +198,6 @@ def image_error(err: ImageError) -> ApiError:
     )
 
 
-def _decode_one(raw: RawImage, limits: ImageLimits, target: int | None) -> Image.Image:
-    assert raw.data is not None
-    return load_image(ImageSource(raw.key, raw.data), limits=limits, target_size=target)
-
-
 async def load_images(
     raws: list[RawImage],
     config: ServeConfig,
@@ -227,17 +220,21 @@ async def load_images(
     limits = ImageLimits(max_pixels=config.max_pixels, max_bytes=config.max_image_bytes)
     policy = url_policy(config)
 
-    def work(raw: RawImage) -> ImageSource | ApiError:
+    async def one(raw: RawImage) -> ImageSource | ApiError:
         try:
+            data = raw.data
             if raw.url is not None:
-                raw = RawImage(raw.key, data=_fetch.fetch(raw.url, policy))
-            return ImageSource(raw.key, _decode_one(raw, limits, target_size))
+                # Fetches wait on the network, not the CPU: they do not hold a decode thread.
+                data = await anyio.to_thread.run_sync(_fetch.fetch, raw.url, policy)
+            source = ImageSource(raw.key, data)
+            image = await anyio.to_thread.run_sync(
+                lambda: load_image(source, limits=limits, target_size=target_size),
+                limiter=limiter,
+            )
+            return ImageSource(raw.key, image)
         except ApiError as e:
             return ApiError(e.status, e.type, f"{raw.key}: {e.message}", headers=e.headers)
         except ImageError as e:
             return image_error(e)
 
-    out: list[ImageSource | ApiError] = []
-    for raw in raws:
-        out.append(await anyio.to_thread.run_sync(work, raw, limiter=limiter))
-    return out
+    return [await one(raw) for raw in raws]

@@ -51,9 +51,11 @@ class Metrics:
             "im2text_queue_depth", "Images waiting for a batch.", ["model"], registry=r
         )
         self.rejected = Counter(
-            "im2text_queue_rejected", "Requests refused with 429 (queue full).", ["model"],
+            "im2text_queue_rejected",
+            "Requests refused with 429 (queue full).",
+            ["model"],
             registry=r,
-        )  # fmt: skip
+        )
         self.errors = Counter(
             "im2text_errors", "Error responses and failed items, by type.", ["type"], registry=r
         )
@@ -74,6 +76,14 @@ class MetricsMiddleware:
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._paths: set[str] | None = None
+
+    def _known(self, scope: Any) -> str:
+        # Answered before routing (auth, body size): label by path if it is a real route.
+        if self._paths is None:
+            routes = getattr(scope.get("app"), "routes", [])
+            self._paths = {getattr(r, "path", "") for r in routes}
+        return scope["path"] if scope["path"] in self._paths else "unmatched"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -91,6 +101,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None) or self._known(scope)
             self.metrics.requests.labels(path, str(status[0])).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)

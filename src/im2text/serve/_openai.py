@@ -24,7 +24,7 @@ from im2text.serve._inputs import image_from_string, load_images, parse_body
 from im2text.serve._params import image_size, run_images, task_params
 from im2text.serve._state import CHAT_TASKS, ServerState
 
-_CHAT_ERRORS = {
+_CHAT_ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": S.ErrorResponse} for c in (400, 401, 403, 404, 413, 415, 422, 429, 503)
 }
 
@@ -127,6 +127,7 @@ async def _chat(state: ServerState, request: Request) -> Any:
         fields.update(do_sample=True, temperature=req.temperature, top_p=req.top_p, seed=req.seed)
     if fields["max_new_tokens"]:
         fields["max_new_tokens"] = min(fields["max_new_tokens"], cfg.max_new_tokens)
+    task_req: S.AskRequest | S.CaptionRequest
     if task == "ask":
         if not text:
             raise ApiError(422, "invalid_request_error", "ask a question about the image")

@@ -44,16 +44,20 @@ def generation_params(req: Any, model: Model, cfg: ServeConfig) -> dict[str, Any
     gen = {k: getattr(req, k) for k in S.GENERATION_FIELDS if getattr(req, k, None) is not None}
     if gen.get("max_new_tokens", 0) > cfg.max_new_tokens:
         raise ApiError(
-            422, "invalid_request_error",
+            422,
+            "invalid_request_error",
             f"max_new_tokens {gen['max_new_tokens']} is over this server's limit of "
-            f"{cfg.max_new_tokens}", param="max_new_tokens",
-        )  # fmt: skip
+            f"{cfg.max_new_tokens}",
+            param="max_new_tokens",
+        )
     for name in ("num_beams", "num_return_sequences"):
         if gen.get(name, 0) > cfg.max_beams:
             raise ApiError(
-                422, "invalid_request_error",
-                f"{name} {gen[name]} is over this server's limit of {cfg.max_beams}", param=name,
-            )  # fmt: skip
+                422,
+                "invalid_request_error",
+                f"{name} {gen[name]} is over this server's limit of {cfg.max_beams}",
+                param=name,
+            )
     try:  # the same validation the Python API applies, before any work is queued
         model.generation.merged(**gen)
     except (TypeError, ValueError) as e:
@@ -94,8 +98,7 @@ def task_params(
             if not all("{}" in t for t in templates):
                 raise ApiError(422, "invalid_request_error", 'templates need "{}" for the label')
             params["templates"] = templates
-        key = (tuple(labels or ()), str(params.get("templates")), req.top_k)
-        return params, key
+        return params, (tuple(labels or ()), str(params.get("templates")), req.top_k)
     return {}, ()  # embed
 
 

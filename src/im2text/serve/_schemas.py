@@ -20,8 +20,11 @@ IMAGE_DOC = (
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(None, description="Model id (GET /v1/info); default: the first "
-                              "loaded model that can do the task.")  # fmt: skip
+    model: str | None = Field(
+        None,
+        description="Model id (GET /v1/info); default: the first "
+        "loaded model that can do the task.",
+    )
     image: str | None = Field(None, description=IMAGE_DOC)
     images: list[str] | None = Field(None, description="Several images (see `image`).")
 
@@ -46,8 +49,11 @@ GENERATION_FIELDS = tuple(_Generation.model_fields)
 
 
 class CaptionRequest(_Request, _Generation):
-    prompt: str | None = Field(None, description="Text the caption continues, or an "
-                               "instruction for instruction-following models.")  # fmt: skip
+    prompt: str | None = Field(
+        None,
+        description="Text the caption continues, or an "
+        "instruction for instruction-following models.",
+    )
 
 
 class AskRequest(_Request, _Generation):

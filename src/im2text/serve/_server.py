@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import uvicorn
 
@@ -37,7 +38,7 @@ def run(model_names: list[str], config: ServeConfig) -> None:
             port=config.port,
             log_level=config.log_level,
             limit_concurrency=config.max_connections,
-            timeout_graceful_shutdown=config.shutdown_timeout_s,
+            timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
             timeout_keep_alive=5,
             server_header=False,
             proxy_headers=False,  # client addresses are not taken from headers anyone can set

@@ -77,8 +77,7 @@ class ServerState:
             raise ApiError(
                 400, "unsupported_task", f"no model loaded here can {task}", param="model"
             )
-        model = self.models.get(name)
-        if model is None:
+        if name not in self.models:
             self._not_ready()
             raise ApiError(
                 404,
@@ -86,6 +85,7 @@ class ServerState:
                 f"model {name!r} is not loaded here; loaded: {', '.join(self.models) or 'none'}",
                 param="model",
             )
+        model = self.models[name]
         if task not in model.family.tasks:
             able = [m for m, mod in self.models.items() if task in mod.family.tasks]
             raise ApiError(

@@ -82,11 +82,11 @@ def batch_runner(model: Model) -> Callable[[str, dict[str, Any], list[Any]], lis
         if task == "read":
             return list(model.read_iter(inputs, batch_size=n, **params))
         if task == "match":
-            res = model.match([s.data for s in inputs], params["texts"], batch_size=n)
-            return _rekey(_as_list(res), inputs)
+            matches = model.match([s.data for s in inputs], params["texts"], batch_size=n)
+            return _rekey(_as_list(matches), inputs)
         if task == "classify":
-            res = model.classify([s.data for s in inputs], batch_size=n, **params)
-            return _rekey(_as_list(res), inputs)
+            labels = model.classify([s.data for s in inputs], batch_size=n, **params)
+            return _rekey(_as_list(labels), inputs)
         if task == "embed":
             out = []
             for (key, vec), src in zip(model.embed_iter(inputs, batch_size=n), inputs, strict=True):

@@ -36,6 +36,12 @@ async function loadInfo() {
   }
   const info = await resp.json();
   $("key-field").hidden = true;
+  if (!info.models.length) {
+    // Models still loading: ask again shortly.
+    setStatus("loading models…");
+    setTimeout(loadInfo, 1000);
+    return;
+  }
   // Every model starts ticked; each task shows the ones that can do it.
   if (!state.models.length) for (const m of info.models) state.selected.add(m.id);
   state.models = info.models;
