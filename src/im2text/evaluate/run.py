@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from im2text.data import CaptionExample, VqaExample
 
 
 def evaluate_models(
@@ -32,7 +36,7 @@ def evaluate_models(
     from im2text.evaluate.vqa import vqa_accuracy
     from im2text.images import ImageSource
 
-    records = load_dataset(data, task=task)[: limit or None]
+    records: Sequence[CaptionExample | VqaExample] = load_dataset(data, task=task)[: limit or None]
     ids = [str(r.id) for r in records]
     results: dict[str, ModelResult] = {}
     settings: dict[str, Any] = {"data": data, "task": task, "items": len(records), "models": {}}
@@ -41,16 +45,25 @@ def evaluate_models(
         gen = model.generation.merged(**(generation or {}))
         settings["models"][model.name] = {"source": name, "generation": gen.__dict__}
         sources = [ImageSource(i, r.image) for i, r in zip(ids, records, strict=True)]
+        preds: dict[str | None, str]
         if task == "vqa":
-            pairs = list(zip(sources, [r.question for r in records], strict=True))
-            outs = model.ask_iter(pairs, progress=progress, **(generation or {}))
-            preds = {a.source: a.text for a in outs}
-            answers = {i: list(r.answers) for i, r in zip(ids, records, strict=True)}
+            # load_dataset(task="vqa") returns only VqaExamples.
+            vqa_records = cast("Sequence[VqaExample]", records)
+            pairs = list(zip(sources, [r.question for r in vqa_records], strict=True))
+            answer_outs = model.ask_iter(pairs, progress=progress, **(generation or {}))
+            preds = {a.source: a.text for a in answer_outs}
+            answers: dict[str | None, list[str]] = {
+                i: list(r.answers) for i, r in zip(ids, vqa_records, strict=True)
+            }
             results[model.name] = ModelResult.from_evaluation(preds, vqa_accuracy(preds, answers))
         else:
-            outs = model.caption_iter(sources, progress=progress, **(generation or {}))
-            preds = {c.source: c.text for c in outs}
-            refs = {i: list(r.captions) for i, r in zip(ids, records, strict=True)}
+            # load_dataset accepts only "caption" or "vqa", so these are CaptionExamples.
+            caption_records = cast("Sequence[CaptionExample]", records)
+            caption_outs = model.caption_iter(sources, progress=progress, **(generation or {}))
+            preds = {c.source: c.text for c in caption_outs}
+            refs: dict[str | None, list[str]] = {
+                i: list(r.captions) for i, r in zip(ids, caption_records, strict=True)
+            }
             evaluation = evaluate_captions(preds, refs)
             result = ModelResult.from_evaluation(preds, evaluation)
             if clip_model:

@@ -303,8 +303,12 @@ def evaluate_examples(model: Any, examples: list[Example], config: TrainConfig) 
     if config.task == "vqa":
         from im2text.evaluate.vqa import vqa_accuracy
 
-        acc = vqa_accuracy(dict(zip(ids, preds, strict=True)), dict(zip(ids, refs, strict=True)))
-        metrics["vqa_accuracy"] = acc["overall"]
+        # The official formula needs the 10 annotators' answers (VQAv2); skip it otherwise.
+        if sum(len(r) >= 3 for r in refs) >= len(refs) / 2:
+            acc = vqa_accuracy(
+                dict(zip(ids, preds, strict=True)), dict(zip(ids, refs, strict=True))
+            )
+            metrics["vqa_accuracy"] = acc["overall"]
     else:
         from im2text.evaluate.captions import caption_metrics
 
