@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch
+from _images import distinct_images
 from PIL import Image
 
 import im2text
@@ -29,38 +30,23 @@ import im2text
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_blip_base(out: Path) -> Path:
+def build_blip_base(root: Path) -> Path:
     """BLIP-base sizes (ViT-B/16 at 384 px, 12-layer BERT-base decoder), random weights."""
-    from transformers import (
-        BertTokenizer,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
+    from im2text.testing import build_checkpoint
 
-    from im2text.testing import CORPUS, _wordpiece_vocab
+    return build_checkpoint(
+        "blip", root, hidden=768, layers=12, heads=12, image_size=384, patch_size=16,
+        vocab_size=30524, max_positions=512,
+    )  # fmt: skip
 
-    vocab = _wordpiece_vocab(CORPUS, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"])
-    for i in range(len(vocab), 30524):  # the real vocabulary's size, so the LM head costs the same
-        vocab[f"[unused{i}]"] = i
-    tok = BertTokenizer(vocab=vocab)
-    tok.add_special_tokens({"bos_token": "[DEC]"})
-    config = BlipConfig(
-        text_config=dict(
-            vocab_size=30524,
-            bos_token_id=vocab["[DEC]"],
-            pad_token_id=vocab["[PAD]"],
-            sep_token_id=vocab["[SEP]"],
-            eos_token_id=vocab["[SEP]"],
-        ),
-        vision_config=dict(image_size=384, patch_size=16),
-    )
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).eval().save_pretrained(out)
-    improc = BlipImageProcessor(size={"height": 384, "width": 384})
-    BlipProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
-    return out
+
+def image_files(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True)
+    paths = []
+    for i, img in enumerate(distinct_images(n)):
+        paths.append(str(folder / f"{i:03d}.jpg"))
+        img.save(paths[-1], quality=90)
+    return paths
 
 
 def main() -> None:
@@ -71,12 +57,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
 
-    samples = sorted((REPO / "examples" / "images").glob("*.jpg"))
-    paths = [str(samples[i % len(samples)]) for i in range(args.images)]
     gen = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens, num_beams=1)
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = build_blip_base(Path(tmp) / "blip-base-random")
+        paths = image_files(Path(tmp) / "images", args.images)
+        ckpt = build_blip_base(Path(tmp))
         from transformers import AutoProcessor, BlipForConditionalGeneration, pipeline
 
         model = BlipForConditionalGeneration.from_pretrained(ckpt).eval()
@@ -120,7 +105,7 @@ def main() -> None:
     best = rate[f"im2text (batch {args.batch_size})"]
     print(
         f"\nBLIP-base architecture (random weights), {args.images} images "
-        f"(the 4 sample photos, ≤480 px), {args.tokens} new tokens each, greedy; "
+        f"(distinct crops of the sample photos, ≤480 px), {args.tokens} new tokens each, greedy; "
         f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
     )

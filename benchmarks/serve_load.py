@@ -31,7 +31,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import httpx
 import torch
-from PIL import Image
+from _images import distinct_images
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,48 +45,20 @@ run([sys.argv[1]], ServeConfig(
 """
 
 
-def build_blip_mid(out: Path) -> Path:
+def build_blip_mid(root: Path) -> Path:
     """BLIP with 6-layer, width-384 vision and text towers at 224 px; random weights."""
-    from transformers import (
-        BertTokenizer,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
+    from im2text.testing import build_checkpoint
 
-    from im2text.testing import CORPUS, _wordpiece_vocab
-
-    vocab = _wordpiece_vocab(CORPUS, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"])
-    for i in range(len(vocab), 30524):  # the real vocabulary's size: the LM head costs the same
-        vocab[f"[unused{i}]"] = i
-    tok = BertTokenizer(vocab=vocab)
-    tok.add_special_tokens({"bos_token": "[DEC]"})
-    width = dict(hidden_size=384, intermediate_size=1536, num_attention_heads=6)
-    config = BlipConfig(
-        text_config=dict(
-            vocab_size=30524,
-            num_hidden_layers=6,
-            encoder_hidden_size=384,
-            bos_token_id=vocab["[DEC]"],
-            pad_token_id=vocab["[PAD]"],
-            sep_token_id=vocab["[SEP]"],
-            eos_token_id=vocab["[SEP]"],
-            **width,
-        ),
-        vision_config=dict(image_size=224, patch_size=16, num_hidden_layers=6, **width),
-    )
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).eval().save_pretrained(out)
-    improc = BlipImageProcessor(size={"height": 224, "width": 224})
-    BlipProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
-    return out
+    return build_checkpoint(
+        "blip", root, hidden=384, layers=6, heads=6, image_size=224, patch_size=16,
+        vocab_size=30524, max_positions=512,
+    )  # fmt: skip
 
 
-def sample_images() -> list[str]:
+def sample_images(n: int = 64) -> list[str]:
+    """`n` distinct images (no duplicate for the server to encode once), base64 JPEGs."""
     out = []
-    for path in sorted((REPO / "examples" / "images").glob("*.jpg")):
-        img = Image.open(path).convert("RGB")
+    for img in distinct_images(n):
         img.thumbnail((320, 320))  # what a client would upload for a 224-px model
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=90)
@@ -163,7 +135,7 @@ def main() -> None:
     }
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = build_blip_mid(Path(tmp) / "blip-mid-random")
+        ckpt = build_blip_mid(Path(tmp))
         for name, max_batch in modes.items():
             proc = start_server(ckpt, args.port, max_batch, args.max_wait_ms)
             try:

@@ -63,12 +63,16 @@ def _wordpiece_vocab(corpus: Iterable[str], specials: list[str], size: int = 300
     return tok.get_vocab()
 
 
-def _bert_tokenizer(extra_specials: tuple[str, ...] = ()):
+def _bert_tokenizer(extra_specials: tuple[str, ...] = (), vocab_size: int | None = None):
+    """WordPiece tokenizer; `vocab_size` pads the vocabulary with unused tokens up to a real
+    model's size, so a full-size random model's LM head costs what the real one does."""
     from transformers import BertTokenizer
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra_specials]
-    tok = BertTokenizer(vocab=_wordpiece_vocab(CORPUS, specials))
-    return tok
+    vocab = _wordpiece_vocab(CORPUS, specials)
+    for i in range(len(vocab), vocab_size or 0):
+        vocab[f"[unused{i}]"] = i
+    return BertTokenizer(vocab=vocab)
 
 
 def _bpe_tokenizer(cls_name: str = "GPT2Tokenizer", **kwargs):
@@ -138,11 +142,15 @@ def _build_blip(
     image_size: int = _IMAGE,
     patch_size: int = 8,
     head: str = "caption",
+    vocab_size: int | None = None,
+    max_positions: int = 64,
 ) -> None:
+    """BLIP of any size: the defaults are tiny; `hidden=768, layers=12, heads=12,
+    image_size=384, patch_size=16, vocab_size=30524, max_positions=512` is BLIP-base's."""
     import transformers
     from transformers import BlipConfig, BlipProcessor
 
-    tok = _bert_tokenizer(extra_specials=("[DEC]",))
+    tok = _bert_tokenizer(extra_specials=("[DEC]",), vocab_size=vocab_size)
     # BLIP's text decoder starts from [DEC] (bos) and stops at [SEP]; ids come from our vocab.
     dec = tok.convert_tokens_to_ids("[DEC]")
     tok.add_special_tokens({"bos_token": "[DEC]"})
@@ -155,7 +163,7 @@ def _build_blip(
     config = BlipConfig(
         text_config=dict(
             vocab_size=len(tok),
-            max_position_embeddings=64,
+            max_position_embeddings=max_positions,
             encoder_hidden_size=hidden,
             bos_token_id=dec,
             pad_token_id=tok.pad_token_id,
@@ -435,7 +443,7 @@ def _build_trocr(out: Path) -> None:
 
 
 _BUILDERS: dict[str, Callable[[Path], None]] = {
-    "blip": _build_blip,
+    "blip": _build_blip,  # any size, see _build_blip
     "blip-vqa": lambda out, **kw: _build_blip(out, head="vqa", **kw),
     "blip-itm": lambda out: _build_blip(out, head="itm"),
     "clip": _build_clip,
