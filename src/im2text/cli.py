@@ -480,31 +480,27 @@ def _cmd_read(args: argparse.Namespace) -> int:
 
 def _cmd_match(args: argparse.Namespace) -> int:
     from im2text.images import expand_inputs
-    from im2text.tasks.match import match_stream
 
     return _bulk(
         args,
         expand_inputs(args.inputs),
         key=lambda s: (s.key,),
         fields=("path", "texts", "similarity", "probability", "itm", "model", "error"),
-        run=lambda model, todo: match_stream(model.family, todo, args.text, load=model.settings),
+        run=lambda model, todo: model.match_iter(todo, args.text),
     )
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from im2text.families.base import ENSEMBLE_TEMPLATES
     from im2text.images import expand_inputs
-    from im2text.tasks.match import classify_stream
 
     labels = _split_labels(args.labels) if args.labels else None
-    templates = ENSEMBLE_TEMPLATES if args.templates == "ensemble" else (args.templates,)
     return _bulk(
         args,
         expand_inputs(args.inputs),
         key=lambda s: (s.key,),
         fields=("path", "label", "score", "labels", "model", "error"),
-        run=lambda model, todo: classify_stream(
-            model.family, todo, labels, templates=templates, top_k=args.top_k, load=model.settings
+        run=lambda model, todo: model.classify_iter(
+            todo, labels, templates=args.templates, top_k=args.top_k
         ),
     )
 

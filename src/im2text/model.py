@@ -265,10 +265,20 @@ class Model:
     ) -> Match | list[Match]:
         """Score texts against images: cosine similarity, softmax over the texts, and (BLIP
         ITM) the matching head's probability."""
-        self._require("match")
         sources = expand_inputs(images)
-        stream = match_stream(self.family, sources, texts, load=self._load_settings(batch_size))
+        stream = self.match_iter(sources, texts, batch_size=batch_size)
         return self._collect(_is_single(images), stream)
+
+    def match_iter(
+        self,
+        sources: Iterable[ImageSource],
+        texts: str | list[str],
+        *,
+        batch_size: int | None = None,
+    ) -> Iterator[Match]:
+        """Stream matches for already-expanded sources (texts are encoded once)."""
+        self._require("match")
+        return match_stream(self.family, sources, texts, load=self._load_settings(batch_size))
 
     def classify(
         self,
@@ -287,13 +297,28 @@ class Model:
             templates: prompt templates with `{}` for the label, or "ensemble" for the
                 CLIP paper's 7-template ensemble.
         """
+        sources = expand_inputs(images)
+        stream = self.classify_iter(
+            sources, labels, templates=templates, top_k=top_k, batch_size=batch_size
+        )
+        return self._collect(_is_single(images), stream)
+
+    def classify_iter(
+        self,
+        sources: Iterable[ImageSource],
+        labels: list[str] | None = None,
+        *,
+        templates: str | tuple[str, ...] = ("a photo of a {}.",),
+        top_k: int = 5,
+        batch_size: int | None = None,
+    ) -> Iterator[Classification]:
+        """Stream classifications for already-expanded sources."""
         self._require("classify")
         if templates == "ensemble":
             templates = ENSEMBLE_TEMPLATES
         elif isinstance(templates, str):
             templates = (templates,)
-        sources = expand_inputs(images)
-        stream = classify_stream(
+        return classify_stream(
             self.family,
             sources,
             labels,
@@ -301,7 +326,6 @@ class Model:
             top_k=top_k,
             load=self._load_settings(batch_size),
         )
-        return self._collect(_is_single(images), stream)
 
     def embed(self, images: Any = None, *, texts: str | list[str] | None = None) -> np.ndarray:
         """L2-normalised embeddings, float32 (N, D), of images or of texts.
