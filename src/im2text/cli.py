@@ -486,7 +486,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
         expand_inputs(args.inputs),
         key=lambda s: (s.key,),
         fields=("path", "texts", "similarity", "probability", "itm", "model", "error"),
-        run=lambda model, todo: model.match_iter(todo, args.text),
+        run=lambda model, todo: _progress(args, model.match_iter(todo, args.text), len(todo)),
     )
 
 
@@ -499,10 +499,20 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         expand_inputs(args.inputs),
         key=lambda s: (s.key,),
         fields=("path", "label", "score", "labels", "model", "error"),
-        run=lambda model, todo: model.classify_iter(
-            todo, labels, templates=args.templates, top_k=args.top_k
+        run=lambda model, todo: _progress(
+            args,
+            model.classify_iter(todo, labels, templates=args.templates, top_k=args.top_k),
+            len(todo),
         ),
     )
+
+
+def _progress(args: argparse.Namespace, stream: Any, total: int) -> Any:
+    if args.no_progress:
+        return stream
+    from tqdm.auto import tqdm
+
+    return tqdm(stream, total=total, unit="img", desc=args.command, dynamic_ncols=True)
 
 
 def _split_labels(spec: str) -> list[str]:
