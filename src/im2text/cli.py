@@ -408,15 +408,16 @@ def _cmd_caption(args: argparse.Namespace) -> int:
 def _cmd_ask(args: argparse.Namespace) -> int:
     from im2text.images import ImageSource, expand_inputs
 
+    raw: Sequence[tuple[str | ImageSource, str]]
     if args.questions:
-        pairs = _read_pairs(args.questions)
+        raw = _read_pairs(args.questions)
     elif args.question:
-        pairs = [(s, q) for s in expand_inputs(args.inputs) for q in args.question]
+        raw = [(s, q) for s in expand_inputs(args.inputs) for q in args.question]
     else:
         raise ValueError("give --question (repeatable) or --questions FILE.csv")
     if args.questions and args.inputs:
         raise ValueError("give images either as arguments or in --questions FILE, not both")
-    pairs = [(s if isinstance(s, ImageSource) else ImageSource(s, Path(s)), q) for s, q in pairs]
+    pairs = [(s if isinstance(s, ImageSource) else ImageSource(s, Path(s)), q) for s, q in raw]
     return _bulk(
         args,
         pairs,

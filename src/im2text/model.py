@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -188,7 +188,8 @@ class Model:
                 raise ValueError(f"{len(question)} questions for {len(sources)} images")
             pairs = list(zip(sources, question, strict=True))
         else:
-            pairs = [(s, question) for s in sources]
+            # not a list/tuple: one question for every image
+            pairs = [(s, cast(str, question)) for s in sources]
         stream = self.ask_iter(
             pairs, candidates=candidates, batch_size=batch_size, progress=progress, **generation
         )
@@ -343,7 +344,7 @@ class Model:
         errors = [str(v) for _, v in rows if isinstance(v, BaseException)]
         if errors:
             raise ImageError("; ".join(errors))
-        return np.stack([v for _, v in rows]).astype(np.float32)
+        return np.stack([v for _, v in rows if not isinstance(v, BaseException)]).astype(np.float32)
 
     def embed_iter(
         self, sources: Iterable[ImageSource], *, batch_size: int | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -123,8 +124,12 @@ def _unigram_tokenizer():
 
 # Small enough to build in well under a second, big enough to have every code path of the real
 # architecture (2 layers, 2 heads, real patching).
-_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+_TINY: dict[str, Any] = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+)
 _IMAGE = 32
+# Keywords the base config takes through its **kwargs rather than the typed signature.
+_BASE_ONLY: dict[str, Any] = {"is_decoder": True}
 
 
 def _blip_image_processor(size: int):
@@ -323,7 +328,7 @@ def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         add_cross_attention=True,
-        is_decoder=True,
+        **_BASE_ONLY,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
     # GPT-2 has no pad token: the real vit-gpt2 checkpoint reuses eos, so do we.
@@ -388,13 +393,15 @@ def _build_vit(out: Path) -> None:
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     labels = ["tabby, tabby cat", "golden retriever", "espresso", "space shuttle", "pizza"]
+    # `num_labels` is taken by the base config's **kwargs, not the typed signature.
+    extra: dict[str, Any] = {"num_labels": len(labels)}
     config = ViTConfig(
         image_size=_IMAGE,
         patch_size=8,
-        num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         **_TINY,
+        **extra,
     )
     ViTForImageClassification(config).eval().save_pretrained(out)
     ViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE}).save_pretrained(out)

@@ -140,6 +140,14 @@ def _detect(path: Path, task: str) -> tuple[str, Any]:
     )
 
 
+@overload
+def split(
+    examples: Sequence[CaptionExample], val_fraction: float = ..., seed: int = ...
+) -> tuple[list[CaptionExample], list[CaptionExample]]: ...
+@overload
+def split(
+    examples: Sequence[VqaExample], val_fraction: float = ..., seed: int = ...
+) -> tuple[list[VqaExample], list[VqaExample]]: ...
 def split(
     examples: Sequence[E], val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[list[E], list[E]]:

@@ -71,14 +71,14 @@ def run_batched(
         ]
         errors = {i: str(im) for i, im in enumerate(loaded) if isinstance(im, ImageError)}
         ok = [i for i in range(len(chunk)) if i not in errors]
-        images = [loaded[i] for i in ok]  # type: ignore[misc]
+        images = [im for im in loaded if not isinstance(im, ImageError)]
         batch = None
         if ok:
             try:
                 batch = prepare(images, [chunk[i].extra for i in ok])
             except Exception:
                 batch = None
-        return _Prepared(chunk, errors, ok, images, batch)  # type: ignore[arg-type]
+        return _Prepared(chunk, errors, ok, images, batch)
 
     def finish(p: _Prepared) -> Iterator[tuple[Item[T], Any]]:
         results: dict[int, Any] = {i: ImageError(m) for i, m in p.errors.items()}

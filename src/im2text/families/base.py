@@ -8,7 +8,7 @@ format, special tokens, which processor, how the sequence starts — lives in th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import torch
 
@@ -16,6 +16,14 @@ from im2text.config import GenerationSettings
 
 if TYPE_CHECKING:
     from PIL import Image
+
+
+class MatchScores(TypedDict):
+    """One image's scores against each text (`itm` only from models with an ITM head)."""
+
+    similarity: list[float]
+    probability: list[float]
+    itm: list[float] | None
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,7 @@ class DualEncoder(Family):
 
     def match(
         self, inputs: dict[str, torch.Tensor], texts: list[str], text_emb: torch.Tensor
-    ) -> list[dict[str, list[float] | None]]:
+    ) -> list[MatchScores]:
         """Per image: cosine similarity to each text and softmax over the texts."""
         sim = self.embed_images(inputs) @ text_emb.T  # (B, T)
         prob = (sim * self.logit_scale).softmax(-1)

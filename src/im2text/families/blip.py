@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from im2text.families.base import DualEncoder, Family
+from im2text.families.base import DualEncoder, Family, MatchScores
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -204,7 +204,7 @@ class BlipItm(DualEncoder):
 
     def match(
         self, inputs: dict[str, torch.Tensor], texts: list[str], text_emb: torch.Tensor
-    ) -> list[dict[str, list[float] | None]]:
+    ) -> list[MatchScores]:
         out = super().match(inputs, texts, text_emb)
         for row, itm in zip(out, self.pair_probability(inputs, texts), strict=True):
             row["itm"] = itm.tolist()

@@ -63,7 +63,7 @@ class RapidOcr(Family):
     def read(
         self, images: list[Image.Image], page: bool | None = None, settings: object = None
     ) -> list[list[Line]]:
-        out = []
+        out: list[list[Line]] = []
         for image in images:
             r = self.model(image, use_det=True, use_cls=True, use_rec=True)
             if r.boxes is None or r.txts is None:

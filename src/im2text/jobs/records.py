@@ -109,15 +109,15 @@ class RecordWriter:
 
 def _parse(text: str, is_csv: bool) -> list[dict[str, Any] | None]:
     """Records in `text`; None for a line that is not a whole record."""
+    out: list[dict[str, Any] | None] = []
     if is_csv:
         rows = list(csv.reader(io.StringIO(text)))
         if not rows:
             return []
-        header, out = rows[0], []
+        header = rows[0]
         for row in rows[1:]:
             out.append(dict(zip(header, row, strict=True)) if len(row) == len(header) else None)
         return out
-    out: list[dict[str, Any] | None] = []
     for line in text.splitlines():
         if not line.strip():
             continue

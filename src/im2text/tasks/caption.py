@@ -47,7 +47,7 @@ def caption_stream(
             return [sorted(c, key=lambda x: x.score, reverse=True) for c in cands]
         return _rerank(reranker, batch[1], cands, prompt if family.prompt_is_prefix else None)
 
-    items = (Item(s) for s in sources)
+    items: Iterator[Item[None]] = (Item(s) for s in sources)
     for item, result in run_batched(
         items,
         prepare=prepare,

@@ -24,8 +24,9 @@ def read_stream(
     load: LoadSettings,
 ) -> Iterator[Reading]:
     """Read each image; `page=False` reads it as one line (line recognisers like TrOCR)."""
+    items: Iterator[Item[None]] = (Item(s) for s in sources)
     for item, result in run_batched(
-        (Item(s) for s in sources),
+        items,
         prepare=lambda images, _extras: images,
         compute=lambda images: family.read(images, page=page, settings=generation),  # type: ignore[attr-defined]
         batch_size=load.batch_size,

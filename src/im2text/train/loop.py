@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -79,6 +79,17 @@ def _accelerator(precision: str, device: torch.device) -> Any:
     return Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
 
 
+class _TrainState(TypedDict):
+    """Where a run stands; saved with each checkpoint so `resume` continues from it."""
+
+    step: int
+    epoch: int
+    position: int
+    best: float | None
+    bad_evals: int
+    elapsed: float
+
+
 def fit(
     model: Any,
     train_set: Sequence[Example],
@@ -124,7 +135,9 @@ def fit(
     )
     budget = config.max_minutes * 60 if config.max_minutes else None
 
-    state = {"step": 0, "epoch": 0, "position": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
+    state: _TrainState = {
+        "step": 0, "epoch": 0, "position": 0, "best": None, "bad_evals": 0, "elapsed": 0.0
+    }  # fmt: skip
     last = out / "last"
     if config.resume and (last / "trainer_state.pt").exists():
         saved = torch.load(last / "trainer_state.pt", weights_only=False)
@@ -375,7 +388,7 @@ class _Log:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(out / "tensorboard"))
+            self.tb: SummaryWriter | None = SummaryWriter(str(out / "tensorboard"))
         except Exception:
             self.tb = None
 
