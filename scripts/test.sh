@@ -8,4 +8,5 @@ bash scripts/setup.sh dev
 export HF_HUB_OFFLINE=1
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks
+mypy src/im2text --ignore-missing-imports
 python -m pytest -q "$@"

@@ -8,11 +8,12 @@ batch: rows are generated in groups of equal prompt length and put back in order
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from im2text.families.base import Family
+from im2text.config import GenerationSettings
+from im2text.families.base import Candidate, Family
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,11 +40,13 @@ class Git(Family):
             return {"pixel_values": pixel_values, "input_ids": torch.tensor(rows)}
         return {"pixel_values": pixel_values, "prompt_ids": rows}  # type: ignore[dict-item]
 
-    def generate(self, inputs, settings):  # type: ignore[no-untyped-def]
+    def generate(  # type: ignore[override]
+        self, inputs: dict[str, Any], settings: GenerationSettings
+    ) -> list[list[Candidate]]:
         if "prompt_ids" not in inputs:
             return super().generate(inputs, settings)
         rows: list[list[int]] = inputs["prompt_ids"]
-        out: list = [None] * len(rows)
+        out: list[list[Candidate]] = [[] for _ in rows]
         for length in sorted({len(r) for r in rows}):
             idx = [i for i, r in enumerate(rows) if len(r) == length]
             group = {
