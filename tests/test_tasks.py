@@ -42,17 +42,28 @@ def test_blip_vqa_equals_plain_transformers(vqa: im2text.Model, tiny) -> None:
     assert [a.question for a in ours] == QUESTIONS
 
 
-def test_vqa_confidence_is_the_sequence_probability(vqa: im2text.Model) -> None:
-    """Two code paths agree: the generated answer's probability from `generate`'s logits and
-    the teacher-forced log-likelihood that candidate ranking computes."""
-    imgs = random_images(2, seed=4)
-    answers = vqa.ask(imgs, "what is it?", **GREEDY)
-    fam = vqa.family
-    for im, ans in zip(imgs, answers, strict=True):
+def test_vqa_confidence_is_the_sequence_probability(vqa: im2text.Model, tiny) -> None:
+    """Answer confidence == exp(sum of token log-probs) that transformers' own
+    `compute_transition_scores` gives for the same greedy answer."""
+    path = str(tiny("blip-vqa"))
+    model = transformers.BlipForQuestionAnswering.from_pretrained(path).eval()
+    proc = transformers.AutoProcessor.from_pretrained(path)
+    plain = dict(num_beams=1, max_new_tokens=6)  # no min length: processed == raw scores
+    for im in random_images(2, seed=4):
+        ans = vqa.ask(im, "what is it?", **plain)
         assert 0.0 <= ans.confidence <= 1.0
-        inputs = fam.prepare([im], ["what is it?"])
-        logp = fam.rank(inputs, [ans.text, "zzz"])[0, 0].item()
-        assert ans.confidence == pytest.approx(math.exp(logp), rel=1e-3)
+        inputs = proc(images=im, text="what is it?", return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(
+                **inputs, return_dict_in_generate=True, output_scores=True, **plain
+            )
+        steps = model.text_decoder.compute_transition_scores(
+            out.sequences, out.scores, normalize_logits=True
+        )[0]
+        gen = out.sequences[0, -steps.shape[0] :]
+        sep = model.config.text_config.sep_token_id
+        n = int((gen == sep).nonzero()[0]) + 1 if (gen == sep).any() else steps.shape[0]
+        assert ans.confidence == pytest.approx(math.exp(steps[:n].sum().item()), rel=1e-3)
 
 
 def test_vqa_ranking_is_a_distribution(vqa: im2text.Model) -> None:

@@ -149,6 +149,7 @@ def _build_blip(
     head: str = "caption",
     vocab_size: int | None = None,
     max_positions: int = 64,
+    init_range: float | None = None,
 ) -> None:
     """BLIP of any size: the defaults are tiny; `hidden=768, layers=12, heads=12,
     image_size=384, patch_size=16, vocab_size=30524, max_positions=512` is BLIP-base's."""
@@ -169,6 +170,7 @@ def _build_blip(
         text_config=dict(
             vocab_size=len(tok),
             max_position_embeddings=max_positions,
+            **({"initializer_range": init_range} if init_range else {}),
             encoder_hidden_size=hidden,
             bos_token_id=dec,
             pad_token_id=tok.pad_token_id,
@@ -449,10 +451,15 @@ def _build_trocr(out: Path) -> None:
     TrOCRProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
 
 
-_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "blip": _build_blip,  # any size, see _build_blip
-    "blip-vqa": lambda out, **kw: _build_blip(out, head="vqa", **kw),
-    "blip-itm": lambda out: _build_blip(out, head="itm"),
+_TINY_BLIP: dict[str, Any] = {"init_range": 0.06}
+
+_BUILDERS: dict[str, Callable[..., None]] = {
+    # Any size, see _build_blip. The tiny defaults use a wider text init (0.2): at 0.02 a random
+    # decoder is so flat that top-2 logits differ by ~1e-4, and batched-vs-single float noise
+    # flips greedy choices; 0.2 leaves gaps of ~0.07. Training from scratch keeps 0.02.
+    "blip": lambda out, **kw: _build_blip(out, **(kw or _TINY_BLIP)),
+    "blip-vqa": lambda out, **kw: _build_blip(out, head="vqa", **(kw or _TINY_BLIP)),
+    "blip-itm": lambda out: _build_blip(out, head="itm", **_TINY_BLIP),
     "clip": _build_clip,
     "vit": _build_vit,
     "trocr": _build_trocr,

@@ -6,13 +6,14 @@ swaps the tokenizer's leading [CLS] for [DEC] and drops the prompt's last token,
 to be the [SEP] the processor appends — so prompts go through the processor with special tokens,
 and one batch shares one prompt (right padding would put [SEP] elsewhere). VQA encodes the
 question with the image, then decodes the answer from [DEC]. ITM scores a pair with a 2-way head;
-ITC compares projected [CLS] embeddings.
+ITC compares projected [CLS] embeddings. transformers' BLIP text decoder ignores the
+cross-attention padding mask; `mask_cross_attention_padding` restores it on every BLIP we load.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,7 +23,46 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-class Blip(Family):
+def mask_cross_attention_padding(model: torch.nn.Module) -> None:
+    """Make BLIP's text cross-attention honour the padding mask it is given.
+
+    In transformers 5.x `BlipTextAttention` hands the cross-attention mask to its self-attention
+    as `attention_mask`, which the self-attention then replaces with its (absent)
+    `encoder_attention_mask` argument: the mask is dropped and the answer decoder attends to the
+    question's padding — batched VQA answers (and VQA training) then depend on how long the
+    other questions in the batch are. This routes the mask where it belongs, per instance.
+    """
+    from transformers.models.blip.modeling_blip_text import BlipTextSelfAttention
+
+    for module in model.modules():
+        if isinstance(module, BlipTextSelfAttention) and not getattr(module, "_im2text", False):
+            original = module.forward
+
+            def forward(hidden_states, attention_mask=None, encoder_hidden_states=None,  # type: ignore[no-untyped-def]
+                        encoder_attention_mask=None, _original=original, **kwargs):  # fmt: skip
+                if encoder_hidden_states is not None and encoder_attention_mask is None:
+                    encoder_attention_mask = attention_mask
+                return _original(
+                    hidden_states,
+                    attention_mask=attention_mask,
+                    encoder_hidden_states=encoder_hidden_states,
+                    encoder_attention_mask=encoder_attention_mask,
+                    **kwargs,
+                )
+
+            module.forward = forward  # type: ignore[method-assign]
+            module._im2text = True  # type: ignore[assignment]
+
+
+class _BlipLoad(Family):
+    """Shared loading for the BLIP heads: apply the cross-attention mask fix."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        mask_cross_attention_padding(self.model)
+
+
+class Blip(_BlipLoad):
     key = "blip"
     model_types = ("blip",)
     architectures = ("BlipForConditionalGeneration",)
@@ -62,7 +102,7 @@ class Blip(Family):
         }
 
 
-class BlipVqa(Family):
+class BlipVqa(_BlipLoad):
     key = "blip-vqa"
     model_types = ("blip",)
     architectures = ("BlipForQuestionAnswering",)
@@ -81,7 +121,9 @@ class BlipVqa(Family):
 
     def _encode_question(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         m = self.model
-        image_embeds = m.vision_model(pixel_values=inputs["pixel_values"])[0]  # (B, P, D)
+        image_embeds = inputs.get("image_embeds")  # (B, P, D), when already computed
+        if image_embeds is None:
+            image_embeds = m.vision_model(pixel_values=inputs["pixel_values"])[0]
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
         return m.text_encoder(
             input_ids=inputs["input_ids"],
@@ -90,10 +132,10 @@ class BlipVqa(Family):
             encoder_attention_mask=image_mask,
         )[0]  # (B, Tq, D)
 
-    def _generate(self, inputs: dict[str, torch.Tensor], **kwargs: object) -> object:
-        # transformers' BlipForQuestionAnswering.generate lets the answer decoder attend to the
-        # question's padding (it passes an all-ones mask), so batched answers differ from
-        # one-at-a-time ones. Same computation here, with the real question mask.
+    # transformers' BlipForQuestionAnswering.generate gives the answer decoder an all-ones mask
+    # over the question (padding included); this passes the real one (honoured thanks to
+    # mask_cross_attention_padding), so batched answers equal one-at-a-time answers.
+    def _generate(self, inputs: dict[str, torch.Tensor], **kwargs: Any) -> Any:
         question = self._encode_question(inputs)
         start = torch.full(
             (question.shape[0], 1), self.model.config.text_config.bos_token_id, device=self.device
@@ -107,21 +149,6 @@ class BlipVqa(Family):
             **kwargs,
         )
 
-    def training_inputs(
-        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
-    ) -> dict[str, torch.Tensor]:
-        """Question into the encoder; [DEC] answer [SEP] into the answer decoder."""
-        q = self.prepare(images, prompts)
-        a = self.tokenizer(targets, padding=True, return_tensors="pt")
-        ids = a.input_ids.clone()
-        ids[:, 0] = self.model.config.text_config.bos_token_id
-        return {
-            **q,
-            "decoder_input_ids": ids,
-            "decoder_attention_mask": a.attention_mask,
-            "labels": ids.masked_fill(a.attention_mask == 0, -100),
-        }
-
     @torch.inference_mode()
     def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:
         """Log-probability (B, K) of each candidate answer for each (image, question) row."""
@@ -134,11 +161,12 @@ class BlipVqa(Family):
         k = len(answers)
         out = torch.empty(question.shape[0], k, device=self.device)
         for b in range(question.shape[0]):
+            n = int(inputs["attention_mask"][b].sum())  # trimmed: the decoder ignores masks
             logits = m.text_decoder(
                 input_ids=ids,
                 attention_mask=enc.attention_mask,
-                encoder_hidden_states=question[b : b + 1].expand(k, -1, -1),
-                encoder_attention_mask=inputs["attention_mask"][b : b + 1].expand(k, -1),
+                encoder_hidden_states=question[b : b + 1, :n].expand(k, -1, -1),
+                encoder_attention_mask=inputs["attention_mask"][b : b + 1, :n].expand(k, -1),
             ).logits  # (K, Ta, V)
             logp = logits[:, :-1].float().log_softmax(-1)
             target = ids[:, 1:]
@@ -147,7 +175,7 @@ class BlipVqa(Family):
         return out.cpu()
 
 
-class BlipItm(DualEncoder):
+class BlipItm(DualEncoder, _BlipLoad):
     key = "blip-itm"
     model_types = ("blip",)
     architectures = ("BlipForImageTextRetrieval", "BlipModel")
