@@ -149,6 +149,21 @@ class BlipVqa(_BlipLoad):
             **kwargs,
         )
 
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Question into the encoder; [DEC] answer [SEP] into the answer decoder."""
+        q = self.prepare(images, prompts)
+        a = self.tokenizer(targets, padding=True, return_tensors="pt")
+        ids = a.input_ids.clone()
+        ids[:, 0] = self.model.config.text_config.bos_token_id
+        return {
+            **q,
+            "decoder_input_ids": ids,
+            "decoder_attention_mask": a.attention_mask,
+            "labels": ids.masked_fill(a.attention_mask == 0, -100),
+        }
+
     @torch.inference_mode()
     def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:
         """Log-probability (B, K) of each candidate answer for each (image, question) row."""
