@@ -676,13 +676,14 @@ def test_concurrent_requests_share_forward_passes(models) -> None:
     resps = asyncio.run(_concurrent(app, reqs))
     batches = _batches(app, "blip") - before
     assert 2 <= batches < len(reqs)
-    for (_, kw), resp in zip(reqs, resps, strict=True):
+    for i, ((_, kw), resp) in enumerate(zip(reqs, resps, strict=True)):
         (rec,) = resp.json()["results"]
         prompt = kw["json"]["prompt"]
-        # Random tiny weights make near-ties, so batched float math may pick another late token:
-        # the prompt and the score must still be this request's own.
-        exp = models["blip"].caption(images[0], prompt=prompt)
-        assert rec["caption"].startswith(prompt) and abs(rec["score"] - exp.score) < 0.02
+        # Each response is its own image's caption with its own prompt (compared with captioning
+        # that image alone; random tiny weights can make late near-ties, hence text OR score).
+        exp = models["blip"].caption(images[i], prompt=prompt)
+        assert rec["caption"].startswith(prompt)
+        assert rec["caption"] == exp.text or abs(rec["score"] - exp.score) < 0.02
 
 
 async def _metrics(app: Any) -> str:
