@@ -176,7 +176,7 @@ class BlipVqa(_BlipLoad):
         k = len(answers)
         out = torch.empty(question.shape[0], k, device=self.device)
         for b in range(question.shape[0]):
-            n = int(inputs["attention_mask"][b].sum())  # trimmed: the decoder ignores masks
+            n = int(inputs["attention_mask"][b].sum())  # this row's question, without padding
             logits = m.text_decoder(
                 input_ids=ids,
                 attention_mask=enc.attention_mask,
