@@ -17,8 +17,18 @@ def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None or math.isnan(x) else round(float(x), nd)
 
 
+class _Outcome:
+    """`ok` for every per-input result: it succeeded when no `error` was recorded."""
+
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 @dataclass(frozen=True)
-class Caption:
+class Caption(_Outcome):
     """A caption for one image.
 
     `score` is the mean token log-probability of `text` under the model (<= 0; higher is more
@@ -31,10 +41,6 @@ class Caption:
     candidates: tuple[Candidate, ...] = ()  # every caption asked for, best first
     source: str | None = None  # the input it came from (path, or "<bytes #i>" etc.)
     error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @classmethod
     def failed(cls, source: str | None, error: BaseException | str) -> Caption:
@@ -54,7 +60,7 @@ class Caption:
 
 
 @dataclass(frozen=True)
-class Answer:
+class Answer(_Outcome):
     """An answer to a question about an image.
 
     `confidence` is the probability of the whole answer sequence under the model (in [0, 1]);
@@ -68,10 +74,6 @@ class Answer:
     ranking: tuple[tuple[str, float], ...] = ()  # (candidate, probability), best first
     source: str | None = None
     error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @classmethod
     def failed(cls, source: str | None, question: str, error: BaseException | str) -> Answer:
@@ -102,17 +104,13 @@ class Line:
 
 
 @dataclass(frozen=True)
-class Reading:
+class Reading(_Outcome):
     """Text read from one image: the page in reading order, and its lines."""
 
     text: str
     lines: tuple[Line, ...] = ()
     source: str | None = None
     error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @classmethod
     def failed(cls, source: str | None, error: BaseException | str) -> Reading:
@@ -129,7 +127,7 @@ class Reading:
 
 
 @dataclass(frozen=True)
-class Match:
+class Match(_Outcome):
     """How well each text matches one image.
 
     `similarity`: cosine similarity of the embeddings (ITC / CLIP), in [-1, 1].
@@ -143,10 +141,6 @@ class Match:
     itm: tuple[float, ...] | None = None
     source: str | None = None
     error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @property
     def best(self) -> str | None:
@@ -170,16 +164,12 @@ class Match:
 
 
 @dataclass(frozen=True)
-class Classification:
+class Classification(_Outcome):
     """Top-k labels for one image, best first, with probabilities."""
 
     labels: tuple[tuple[str, float], ...]
     source: str | None = None
     error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @property
     def label(self) -> str | None:
