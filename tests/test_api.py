@@ -28,8 +28,16 @@ REQUIRED_PRESETS = {
 
 def test_public_api_is_what_we_mean_to_export() -> None:
     assert set(im2text.__all__) == {
+        "TASKS",
+        "Answer",
         "Candidate",
         "Caption",
+        "CheckpointError",
+        "Classification",
+        "Embedding",
+        "Line",
+        "Match",
+        "Reading",
         "GenerationSettings",
         "ImageError",
         "LoadSettings",

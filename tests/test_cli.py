@@ -17,7 +17,7 @@ from conftest import EXAMPLES, random_images
 
 from im2text.cli import EXIT_MODEL, EXIT_OK, EXIT_PARTIAL, main
 
-FIELDS = {"path", "caption", "score", "captions", "model", "error"}
+FIELDS = {"path", "caption", "mean_logprob", "captions", "model", "error"}
 
 
 def _bomb_png(path: Path) -> None:
@@ -71,7 +71,7 @@ def test_mixed_folder_records_and_exit_code(mixed_folder, tiny, tmp_path: Path, 
         if Path(r["path"]).name in bad:
             assert r["caption"] is None and r["error"].startswith(r["path"])
         else:
-            assert isinstance(r["caption"], str) and isinstance(r["score"], float)
+            assert isinstance(r["caption"], str) and isinstance(r["mean_logprob"], float)
             assert r["error"] is None and r["captions"] is None
     errors = {Path(r["path"]).name: r["error"] for r in recs if r["error"]}
     assert "truncated" in errors["truncated.jpg"]
@@ -107,7 +107,7 @@ def test_all_good_csv_and_several_captions(tiny, tmp_path: Path) -> None:
     assert len(rows) == 4 and set(rows[0]) == FIELDS
     for row in rows:
         assert len(json.loads(row["captions"])) == 2
-        assert float(row["score"]) <= 0
+        assert float(row["mean_logprob"]) <= 0
 
 
 def test_stdout_jsonl_when_no_output(tiny, capsys) -> None:

@@ -64,7 +64,7 @@ def test_match_and_classify_cli(tiny, tmp_path: Path) -> None:
     assert main(["classify", str(EXAMPLES), "-m", str(tiny("clip")), "--labels", f"@{labels}",
                  "--templates", "ensemble", "--top-k", "2", "-o", str(out2),
                  "--no-progress"]) == EXIT_OK  # fmt: skip
-    assert out2.read_text().splitlines()[0] == "path,label,score,labels,model,error"
+    assert out2.read_text().splitlines()[0] == "path,label,probability,labels,model,error"
     assert len(out2.read_text().splitlines()) == 5
     assert main(["classify", str(EXAMPLES), "-m", str(tiny("clip")), "--labels", ","]) == 2
 

@@ -46,7 +46,7 @@ def test_caption_batch_scores_are_log_probs(model: im2text.Model) -> None:
     for c in caps:
         # Random weights may emit pieces that decode to nothing; a string it must be.
         assert c.ok and isinstance(c.text, str) and c.source
-        assert math.isfinite(c.score) and c.score <= 0.0
+        assert math.isfinite(c.mean_logprob) and c.mean_logprob <= 0.0
 
 
 def test_prompted_caption(model: im2text.Model) -> None:
@@ -61,9 +61,9 @@ def test_beam_search_several_captions(model: im2text.Model) -> None:
     caps = model.caption(random_images(3), num_beams=3, num_return_sequences=3, max_new_tokens=6)
     for c in caps:
         assert len(c.candidates) == 3
-        scores = [x.score for x in c.candidates]
+        scores = [x.mean_logprob for x in c.candidates]
         assert scores == sorted(scores, reverse=True)
-        assert c.text == c.candidates[0].text and c.score == scores[0]
+        assert c.text == c.candidates[0].text and c.mean_logprob == scores[0]
 
 
 def test_sampling_is_seeded(model: im2text.Model) -> None:
@@ -80,7 +80,7 @@ def test_batched_equals_one_at_a_time(model: im2text.Model) -> None:
     single = [model.caption(im, batch_size=1, **GREEDY) for im in imgs]
     assert [c.text for c in batched] == [c.text for c in single]
     for b, s in zip(batched, single, strict=True):
-        assert b.score == pytest.approx(s.score, abs=1e-4)
+        assert b.mean_logprob == pytest.approx(s.mean_logprob, abs=1e-4)
 
 
 def _plain_transformers(kind: str, path: str, images, prompt: str | None):
@@ -165,5 +165,5 @@ def test_score_equals_transformers_transition_scores(model: im2text.Model) -> No
         if len(hits):
             n = int(hits[0]) + 1  # score up to and including the first EOS
         expected = ts[i, :n].mean().item()
-        assert ours[i][0].score == pytest.approx(expected, abs=1e-4)
-        assert math.exp(ours[i][0].score) <= 1.0
+        assert ours[i][0].mean_logprob == pytest.approx(expected, abs=1e-4)
+        assert math.exp(ours[i][0].mean_logprob) <= 1.0

@@ -57,7 +57,7 @@ def test_rapidocr_reads_rendered_text_exactly(rapid, font: str, size: int, lines
     assert [ln.text for ln in reading.lines] == lines
     ys = [ln.box[1] for ln in reading.lines]
     assert ys == sorted(ys)  # reading order: top to bottom
-    assert all(0.5 < ln.score <= 1.0 for ln in reading.lines)
+    assert all(0.5 < ln.confidence <= 1.0 for ln in reading.lines)
 
 
 def test_rapidocr_reads_a_real_scene_photo(rapid) -> None:
@@ -79,7 +79,7 @@ def test_tesseract_reads_rendered_text() -> None:
     lines = ["Hello from im2text", "Second line 42"]
     reading = im2text.load("tesseract").read(render(lines, _font("DejaVuSans.ttf", 36)))
     assert reading.text == "\n".join(lines)
-    assert all(0 < ln.score <= 1 for ln in reading.lines)
+    assert all(0 < ln.confidence <= 1 for ln in reading.lines)
 
 
 def test_tesseract_missing_is_a_clear_error(monkeypatch) -> None:
@@ -100,7 +100,7 @@ def test_full_page_trocr_uses_detected_lines_in_order(tiny) -> None:
     drawn = [24 + i * step + step / 3 for i in range(3)]  # where render() put each line
     assert centers == sorted(centers)
     assert all(abs(c - d) < step / 2 for c, d in zip(centers, drawn, strict=True))
-    assert all(0 <= ln.score <= 1 for ln in page.lines)
+    assert all(0 <= ln.confidence <= 1 for ln in page.lines)
     # Each line's text is what TrOCR reads from that crop on its own.
     for ln in page.lines:
         crop = img.crop(trocr.family._grow(ln.box, img))
@@ -121,5 +121,5 @@ def test_read_cli_text_and_jsonl(tmp_path: Path, capsys) -> None:
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert set(recs[0]) == {"path", "text", "lines", "model", "error"}
     assert recs[0]["text"] == "Meeting at 10:30\nRoom B"
-    assert {"text", "box", "score"} == set(recs[0]["lines"][0])
+    assert {"text", "box", "confidence"} == set(recs[0]["lines"][0])
     assert recs[1]["model"] == "rapidocr"

@@ -236,8 +236,10 @@ def test_label_errors(clip: im2text.Model, tiny) -> None:
         clip.classify(im, ["cat", "  "])
     with pytest.raises(ValueError, match="needs labels"):
         clip.classify(im)
-    with pytest.raises(ValueError, match="no '\\{\\}'"):
+    with pytest.raises(ValueError, match="exactly once"):
         clip.classify(im, ["cat"], templates="a photo")
+    with pytest.raises(ValueError, match="exactly once"):
+        clip.classify(im, ["cat"], templates="a {} and a {}")
     with pytest.raises(ValueError, match="not among"):
         im2text.load(str(tiny("vit"))).classify(im, ["submarine"])
 
@@ -304,4 +306,4 @@ def test_trocr_line_equals_plain_transformers(tiny) -> None:
     with torch.no_grad():
         out = model.generate(proc(images=img, return_tensors="pt").pixel_values, **GREEDY)
     assert ours.text == proc.batch_decode(out, skip_special_tokens=True)[0].strip()
-    assert 0 <= ours.lines[0].score <= 1
+    assert 0 <= ours.lines[0].confidence <= 1

@@ -2,30 +2,48 @@
 
 import im2text
 model = im2text.load("blip-base")      # preset, Hub id, or local checkpoint dir
-model.caption("cat.jpg")                # -> Caption(text=..., score=...)
+model.caption("cat.jpg")                # -> Caption(text=..., mean_logprob=...)
 """
 
 from __future__ import annotations
 
 from im2text._loading import ModelNotAvailableError
 from im2text.config import GenerationSettings, LoadSettings, Preset
-from im2text.families.base import Candidate
+from im2text.families.base import CheckpointError
 from im2text.images import ImageError
 from im2text.model import Model, download, load
 from im2text.registry import list_models
-from im2text.results import Caption
+from im2text.results import (
+    Answer,
+    Candidate,
+    Caption,
+    Classification,
+    Embedding,
+    Line,
+    Match,
+    Reading,
+)
+from im2text.tasks import TASKS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TASKS",
+    "Answer",
     "Candidate",
     "Caption",
+    "CheckpointError",
+    "Classification",
+    "Embedding",
     "GenerationSettings",
     "ImageError",
+    "Line",
     "LoadSettings",
+    "Match",
     "Model",
     "ModelNotAvailableError",
     "Preset",
+    "Reading",
     "__version__",
     "download",
     "list_models",

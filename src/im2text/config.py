@@ -74,7 +74,6 @@ class LoadSettings:
     batch_size: int = 8  # images per forward pass
     num_workers: int = 2  # threads decoding + preprocessing the next batches while the model runs
     max_pixels: int = 50_000_000  # decompression-bomb guard for input images
-    compile: bool = False  # torch.compile the model (worth it for long GPU jobs)
 
 
 @dataclass(frozen=True)

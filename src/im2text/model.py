@@ -1,12 +1,16 @@
-"""`im2text.load()` and the `Model` it returns: the object users call tasks on."""
+"""`im2text.load()` and the `Model` it returns: the object users call tasks on.
+
+Every task method is a thin front over `Model.stream(task, ...)`, which reads the task table
+(`im2text.tasks.TASKS`): capability check, preset defaults, generation settings, progress.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -14,14 +18,17 @@ import torch
 from im2text import _loading
 from im2text.config import GenerationSettings, LoadSettings, Preset
 from im2text.engine.device import resolve_device, resolve_dtype
-from im2text.families import FAMILIES, Family, family_for_config
-from im2text.families.base import ENSEMBLE_TEMPLATES
+from im2text.families import FAMILIES, CheckpointError, Family, Matcher, family_for_config
 from im2text.images import ImageError, ImageSource, expand_inputs
-from im2text.results import Answer, Caption, Classification, Match, Reading
-from im2text.tasks.ask import ask_stream
-from im2text.tasks.caption import caption_stream
-from im2text.tasks.match import classify_stream, embed_stream, match_stream
-from im2text.tasks.read import read_stream
+from im2text.results import Answer, Caption, Classification, Embedding, Match, Reading
+from im2text.tasks import TASKS, TaskSpec, get_task
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    # One image (a path may also name a folder or glob, which gives a list).
+    OneImage = Image.Image | bytes | np.ndarray
+    Images = Sequence[Any]
 
 RERANKERS = {"itm": "blip-itm-base-coco", "clip": "clip-vit-base-patch32"}
 
@@ -56,29 +63,82 @@ class Model:
         """What this model is for (the preset's tasks, else everything its family can do)."""
         return self.preset.tasks if self.preset else self.family.tasks
 
-    def _require(self, task: str) -> None:
-        if task not in self.family.tasks:
-            able = sorted(p.name for p in _presets_for(task))
+    def can(self, task: str) -> bool:
+        """Whether this model's family runs `task` (see `im2text.tasks.TASKS`)."""
+        spec = get_task(task)
+        return task in self.family.tasks and isinstance(self.family, spec.capability)
+
+    # --- the one entry point every task goes through --------------------------------------------
+
+    def stream(
+        self,
+        task: str,
+        inputs: Iterable[Any],
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+        **params: Any,
+    ) -> Iterator[Any]:
+        """Run `task` over already-expanded inputs, streaming one result per input, in order.
+
+        Args:
+            task: a row of the task table ("caption", "ask", "read", "match", "classify",
+                "embed").
+            inputs: `ImageSource`s, or (source, question) pairs for "ask".
+            batch_size: inputs per forward pass (default: the load setting).
+            progress: show a progress bar labelled with the task.
+            total: the number of inputs, for the progress bar (taken from `inputs` if sized).
+            **params: the task's parameters (`TASKS[task].params`) and, for generating tasks,
+                `GenerationSettings` fields.
+
+        Raises:
+            ValueError: the model cannot do `task`, or a parameter is invalid.
+        """
+        spec = get_task(task)
+        self._require(spec)
+        kwargs = self._task_kwargs(spec, params)
+        load = replace(self.settings, batch_size=batch_size or self.settings.batch_size)
+        stream = spec.stream(self.family, inputs, load=load, **kwargs)
+        return _progress(stream, total, inputs, spec.progress) if progress else stream
+
+    def _require(self, spec: TaskSpec) -> None:
+        if not self.can(spec.name):
+            able = sorted(p.name for p in _presets_for(spec.name))
             raise ValueError(
-                f"model '{self.name}' ({self.family.key}) cannot {task}; "
+                f"model '{self.name}' ({self.family.key}) cannot {spec.name}; "
                 f"models that can: {', '.join(able)}"
             )
 
-    def _reranker(self, rerank: str | Model | None) -> Any:
-        if rerank is None:
-            return None
+    def _task_kwargs(self, spec: TaskSpec, params: dict[str, Any]) -> dict[str, Any]:
+        """The stream function's keywords: task parameters (preset defaults filled in) and,
+        for generating tasks, the merged `GenerationSettings`."""
+        names = {p.name for p in spec.params}
+        kwargs = {k: v for k, v in params.items() if k in names}
+        rest = {k: v for k, v in params.items() if k not in names}
+        if spec.generates:
+            kwargs["generation"] = self.generation.merged(**rest)  # unknown keys: TypeError
+        elif rest:
+            raise TypeError(
+                f"{spec.name} takes no parameter(s) {', '.join(sorted(rest))}; "
+                f"it takes: {', '.join(sorted(names)) or 'none'}"
+            )
+        if "prompt" in names and kwargs.get("prompt") is None:
+            kwargs["prompt"] = self.prompt  # the preset's caption prompt
+        if kwargs.get("rerank") is not None:
+            kwargs["rerank"] = self._reranker(kwargs["rerank"])
+        return kwargs
+
+    def _reranker(self, rerank: str | Model) -> Matcher:
         if not isinstance(rerank, Model):
             name = RERANKERS.get(rerank, rerank)
             if name not in self._rerankers:
                 s = self.settings
                 self._rerankers[name] = load(name, device=s.device, dtype=s.dtype)
             rerank = self._rerankers[name]
-        if "match" not in rerank.family.tasks:
+        if not rerank.can("match") or not isinstance(rerank.family, Matcher):
             raise ValueError(f"re-ranker '{rerank.name}' cannot match images and texts")
         return rerank.family
-
-    def _load_settings(self, batch_size: int | None) -> LoadSettings:
-        return replace(self.settings, batch_size=batch_size or self.settings.batch_size)
 
     def _collect(self, single: bool, stream: Iterator[Any]) -> Any:
         results = list(stream)
@@ -89,6 +149,13 @@ class Model:
         return results
 
     # --- captioning -----------------------------------------------------------------------------
+
+    @overload
+    def caption(self, images: OneImage, **kwargs: Any) -> Caption: ...
+    @overload
+    def caption(self, images: Images, **kwargs: Any) -> list[Caption]: ...
+    @overload
+    def caption(self, images: str | Path, **kwargs: Any) -> Caption | list[Caption]: ...
 
     def caption(
         self,
@@ -118,9 +185,8 @@ class Model:
             One `Caption` for a single image (raising `ImageError` if it cannot be read), else a
             list with one `Caption` per image in input order; failed items carry `.error`.
         """
-        sources = expand_inputs(images)
         stream = self.caption_iter(
-            sources,
+            expand_inputs(images),
             prompt=prompt,
             rerank=rerank,
             batch_size=batch_size,
@@ -141,18 +207,21 @@ class Model:
         **generation: Any,
     ) -> Iterator[Caption]:
         """Stream captions for already-expanded sources (what bulk jobs use)."""
-        self._require("caption")
-        stream = caption_stream(
-            self.family,
-            sources,
-            prompt=prompt if prompt is not None else self.prompt,
-            generation=self.generation.merged(**generation),
-            load=self._load_settings(batch_size),
-            reranker=self._reranker(rerank),
-        )
-        return _progress(stream, total, sources, "captioning") if progress else stream
+        return self.stream(
+            "caption", sources, prompt=prompt, rerank=rerank, batch_size=batch_size,
+            progress=progress, total=total, **generation,
+        )  # fmt: skip
 
     # --- questions ------------------------------------------------------------------------------
+
+    @overload
+    def ask(self, images: OneImage, question: str, **kwargs: Any) -> Answer: ...
+    @overload
+    def ask(self, images: Any, question: list[str], **kwargs: Any) -> list[Answer]: ...
+    @overload
+    def ask(self, images: Images, question: str, **kwargs: Any) -> list[Answer]: ...
+    @overload
+    def ask(self, images: str | Path, question: str, **kwargs: Any) -> Answer | list[Answer]: ...
 
     def ask(
         self,
@@ -181,15 +250,15 @@ class Model:
         """
         many_q = isinstance(question, (list, tuple))
         sources = expand_inputs(images)
-        if many_q and len(sources) == 1:
+        pairs: list[tuple[ImageSource, str]]
+        if isinstance(question, (list, tuple)) and len(sources) == 1:
             pairs = [(sources[0], q) for q in question]
-        elif many_q:
+        elif isinstance(question, (list, tuple)):
             if len(question) != len(sources):
                 raise ValueError(f"{len(question)} questions for {len(sources)} images")
             pairs = list(zip(sources, question, strict=True))
-        else:
-            # not a list/tuple: one question for every image
-            pairs = [(s, cast(str, question)) for s in sources]
+        else:  # one question for every image
+            pairs = [(s, question) for s in sources]
         stream = self.ask_iter(
             pairs, candidates=candidates, batch_size=batch_size, progress=progress, **generation
         )
@@ -206,17 +275,19 @@ class Model:
         **generation: Any,
     ) -> Iterator[Answer]:
         """Stream answers for (source, question) pairs (what bulk jobs use)."""
-        self._require("ask")
-        stream = ask_stream(
-            self.family,
-            pairs,
-            candidates=candidates,
-            generation=self.generation.merged(**generation),
-            load=self._load_settings(batch_size),
-        )
-        return _progress(stream, total, pairs, "answering") if progress else stream
+        return self.stream(
+            "ask", pairs, candidates=candidates, batch_size=batch_size, progress=progress,
+            total=total, **generation,
+        )  # fmt: skip
 
     # --- reading text ---------------------------------------------------------------------------
+
+    @overload
+    def read(self, images: OneImage, **kwargs: Any) -> Reading: ...
+    @overload
+    def read(self, images: Images, **kwargs: Any) -> list[Reading]: ...
+    @overload
+    def read(self, images: str | Path, **kwargs: Any) -> Reading | list[Reading]: ...
 
     def read(
         self,
@@ -233,10 +304,10 @@ class Model:
             page: for line recognisers (TrOCR): True (default) finds the text lines with the
                 PP-OCR detector and reads each; False reads the whole image as one line.
         """
-        sources = expand_inputs(images)
         stream = self.read_iter(
-            sources, page=page, batch_size=batch_size, progress=progress, **generation
-        )
+            expand_inputs(images), page=page, batch_size=batch_size, progress=progress,
+            **generation,
+        )  # fmt: skip
         return self._collect(_is_single(images), stream)
 
     def read_iter(
@@ -249,25 +320,36 @@ class Model:
         total: int | None = None,
         **generation: Any,
     ) -> Iterator[Reading]:
-        self._require("read")
-        stream = read_stream(
-            self.family,
-            sources,
-            page=page,
-            generation=self.generation.merged(**generation),
-            load=self._load_settings(batch_size),
-        )
-        return _progress(stream, total, sources, "reading") if progress else stream
+        """Stream readings for already-expanded sources."""
+        return self.stream(
+            "read", sources, page=page, batch_size=batch_size, progress=progress, total=total,
+            **generation,
+        )  # fmt: skip
 
     # --- matching, classification, embeddings ---------------------------------------------------
 
+    @overload
+    def match(self, images: OneImage, texts: str | list[str], **kwargs: Any) -> Match: ...
+    @overload
+    def match(self, images: Images, texts: str | list[str], **kwargs: Any) -> list[Match]: ...
+    @overload
     def match(
-        self, images: Any, texts: str | list[str], *, batch_size: int | None = None
+        self, images: str | Path, texts: str | list[str], **kwargs: Any
+    ) -> Match | list[Match]: ...
+
+    def match(
+        self,
+        images: Any,
+        texts: str | list[str],
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
     ) -> Match | list[Match]:
         """Score texts against images: cosine similarity, softmax over the texts, and (BLIP
         ITM) the matching head's probability."""
-        sources = expand_inputs(images)
-        stream = self.match_iter(sources, texts, batch_size=batch_size)
+        stream = self.match_iter(
+            expand_inputs(images), texts, batch_size=batch_size, progress=progress
+        )
         return self._collect(_is_single(images), stream)
 
     def match_iter(
@@ -276,32 +358,45 @@ class Model:
         texts: str | list[str],
         *,
         batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
     ) -> Iterator[Match]:
         """Stream matches for already-expanded sources (texts are encoded once)."""
-        self._require("match")
-        return match_stream(self.family, sources, texts, load=self._load_settings(batch_size))
+        return self.stream(
+            "match", sources, texts=texts, batch_size=batch_size, progress=progress, total=total
+        )
+
+    @overload
+    def classify(self, images: OneImage, labels: list[str] | None = ..., **kwargs: Any) -> Classification: ...
+    @overload
+    def classify(self, images: Images, labels: list[str] | None = ..., **kwargs: Any) -> list[Classification]: ...
+    @overload
+    def classify(
+        self, images: str | Path, labels: list[str] | None = ..., **kwargs: Any
+    ) -> Classification | list[Classification]: ...
 
     def classify(
         self,
         images: Any,
         labels: list[str] | None = None,
         *,
-        templates: str | tuple[str, ...] = ("a photo of a {}.",),
+        templates: str | Sequence[str] | None = None,
         top_k: int = 5,
         batch_size: int | None = None,
+        progress: bool = False,
     ) -> Classification | list[Classification]:
         """Top-k labels per image.
 
         Args:
             labels: zero-shot label names (CLIP, BLIP ITC); for supervised classifiers (ViT),
                 None means all the checkpoint's classes, or a subset of them.
-            templates: prompt templates with `{}` for the label, or "ensemble" for the
-                CLIP paper's 7-template ensemble.
+            templates: prompt templates with `{}` for the label (default "a photo of a {}."),
+                or "ensemble" for the CLIP paper's 7-template ensemble.
         """
-        sources = expand_inputs(images)
         stream = self.classify_iter(
-            sources, labels, templates=templates, top_k=top_k, batch_size=batch_size
-        )
+            expand_inputs(images), labels, templates=templates, top_k=top_k,
+            batch_size=batch_size, progress=progress,
+        )  # fmt: skip
         return self._collect(_is_single(images), stream)
 
     def classify_iter(
@@ -309,49 +404,52 @@ class Model:
         sources: Iterable[ImageSource],
         labels: list[str] | None = None,
         *,
-        templates: str | tuple[str, ...] = ("a photo of a {}.",),
+        templates: str | Sequence[str] | None = None,
         top_k: int = 5,
         batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
     ) -> Iterator[Classification]:
         """Stream classifications for already-expanded sources."""
-        self._require("classify")
-        if templates == "ensemble":
-            templates = ENSEMBLE_TEMPLATES
-        elif isinstance(templates, str):
-            templates = (templates,)
-        return classify_stream(
-            self.family,
-            sources,
-            labels,
-            templates=tuple(templates),
-            top_k=top_k,
-            load=self._load_settings(batch_size),
-        )
+        return self.stream(
+            "classify", sources, labels=labels, templates=templates, top_k=top_k,
+            batch_size=batch_size, progress=progress, total=total,
+        )  # fmt: skip
 
     def embed(self, images: Any = None, *, texts: str | list[str] | None = None) -> np.ndarray:
         """L2-normalised embeddings, float32 (N, D), of images or of texts.
 
         Raises ImageError naming every image that could not be read.
         """
-        self._require("embed")
         if (images is None) == (texts is None):
             raise ValueError("give images or texts (one of them)")
+        self._require(TASKS["embed"])
         if texts is not None:
+            from im2text.families import Embedder
             from im2text.tasks._common import clean_texts
 
-            return self.family.embed_texts(clean_texts(texts, "text")).numpy()  # type: ignore[attr-defined]
+            assert isinstance(self.family, Embedder)  # checked by _require
+            return self.family.embed_texts(clean_texts(texts, "text")).numpy()
         rows = list(self.embed_iter(expand_inputs(images)))
-        errors = [str(v) for _, v in rows if isinstance(v, BaseException)]
+        if not rows:
+            raise ValueError("no images given")
+        errors = [r.error for r in rows if not r.ok]
         if errors:
             raise ImageError("; ".join(errors))
-        return np.stack([v for _, v in rows if not isinstance(v, BaseException)]).astype(np.float32)
+        return np.stack([r.vector for r in rows]).astype(np.float32)
 
     def embed_iter(
-        self, sources: Iterable[ImageSource], *, batch_size: int | None = None
-    ) -> Iterator[tuple[str, np.ndarray | BaseException]]:
-        """(key, vector or error) per image, in order (what the index builder uses)."""
-        self._require("embed")
-        return embed_stream(self.family, sources, load=self._load_settings(batch_size))
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+    ) -> Iterator[Embedding]:
+        """One `Embedding` per image, in order (what the index builder uses)."""
+        return self.stream(
+            "embed", sources, batch_size=batch_size, progress=progress, total=total
+        )
 
     def save(self, directory: str | Path) -> Path:
         """Save weights, processor and preset metadata so `im2text.load(directory)` restores it."""
@@ -361,6 +459,153 @@ class Model:
         _write_metadata(out, self.preset, source=self.name)
         return out
 
+    # --- one answer, streamed as it is generated -----------------------------------------------
+
+    def generate_stream(
+        self,
+        image: Any,
+        *,
+        prompt: str | None = None,
+        question: str | None = None,
+        result: dict[str, Any] | None = None,
+        **generation: Any,
+    ) -> Iterator[str]:
+        """Caption one image, or answer `question` about it, yielding the text as it is decoded.
+
+        The pieces join up to exactly the text `caption()` (or `ask()`) gives for the same image
+        and settings: the caption prompt first, for families whose captions continue it, then
+        the words as the model decodes them. A word is sent once the next one has begun, so a
+        sent piece never changes. Beam search and several sequences (`num_beams` or
+        `num_return_sequences` above 1) only know their text at the end: it comes as one piece.
+        Stopping early (`close()`, or leaving a `for` loop) stops the generation too.
+
+            for piece in model.generate_stream("photo.jpg", max_new_tokens=40):
+                print(piece, end="", flush=True)
+
+        Args:
+            image: one image: a path, bytes, PIL image, array or `ImageSource`.
+            prompt: what the caption continues, or the instruction (as in `caption()`; default:
+                the preset's prompt).
+            question: answer this question instead of captioning (as in `ask()`).
+            result: a dict to fill in when the text is complete: `candidates`, every decoded
+                sequence as a `Candidate` in the order generated (its `text` as `caption()` or
+                `ask()` give it, `num_tokens` the tokens generated, end of text included), and
+                `prompt_tokens`, the tokens of the model's text input as its processor builds
+                it (the prompt or question with the family's special tokens; pixels are not
+                tokens and do not count).
+            **generation: `GenerationSettings` fields, e.g. `max_new_tokens=40`.
+
+        Raises:
+            ValueError: the model cannot caption (or answer questions), both a prompt and a
+                question, not exactly one image, or invalid settings (all before any work).
+            ImageError: the image cannot be read.
+        """
+        import queue
+        import threading
+
+        from transformers.generation.streamers import BaseStreamer
+
+        from im2text.families.base import Generator
+        from im2text.images import ImageLimits, load_image
+        from im2text.tasks._common import clean_text
+
+        task = "caption" if question is None else "ask"
+        family = self.family
+        if not self.can(task):
+            self._require(get_task(task))  # the usual error, naming models that can
+        if not isinstance(family, Generator):
+            raise ValueError(f"model '{self.name}' ({family.key}) does not generate text")
+        settings = self.generation.merged(**generation)
+        prefix: str | None = None  # the prompt a caption continues (it starts the text)
+        if question is not None:
+            if prompt is not None:
+                raise ValueError("give a prompt (to caption) or a question (to answer), not both")
+            text_prompt: str | None = family.question_prompt(clean_text(question, "question"))
+        else:
+            given = prompt if prompt is not None else self.prompt
+            given = clean_text(given, "prompt") if given and given.strip() else None
+            text_prompt = given or family.default_prompt
+            prefix = text_prompt if text_prompt and family.prompt_is_prefix else None
+        sources = [image] if isinstance(image, ImageSource) else expand_inputs(image)
+        if len(sources) != 1:
+            raise ValueError(f"generate_stream takes one image, not {len(sources)}")
+        limits = ImageLimits(max_pixels=self.settings.max_pixels)
+        pil = load_image(sources[0], limits=limits, target_size=family.image_size)
+        inputs = family.prepare([pil], [text_prompt])
+        ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
+        if isinstance(ids, torch.Tensor):
+            used = mask[0] if isinstance(mask, torch.Tensor) else torch.ones_like(ids[0])
+            prompt_tokens = int(used.sum())
+        else:  # no text input, or ragged prompts kept as lists of ids (GIT)
+            rows: Any = inputs.get("prompt_ids") or [[]]
+            prompt_tokens = len(rows[0])
+
+        def whole(text: str) -> str:  # the text caption() / ask() give for generated `text`
+            return f"{prefix} {text}".strip() if prefix else text
+
+        class Stop(Exception):
+            """Raised inside generate() by the streamer once the reader has gone."""
+
+        def pieces() -> Iterator[str]:
+            sent = ""
+            if prefix:
+                sent = prefix
+                yield prefix  # known before the first token
+            if settings.num_beams > 1 or settings.num_return_sequences > 1:
+                cands = family.generate(inputs, settings)[0]
+            else:
+                tokens: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+                stop = threading.Event()
+
+                class Tokens(BaseStreamer):  # type: ignore[misc]
+                    prompt_seen = False
+
+                    def put(self, value: torch.Tensor) -> None:
+                        if stop.is_set():
+                            raise Stop
+                        if self.prompt_seen:
+                            tokens.put(("ids", value.reshape(-1).tolist()))
+                        self.prompt_seen = True  # generate() hands over the prompt's ids first
+
+                    def end(self) -> None:
+                        pass
+
+                def work() -> None:
+                    try:
+                        tokens.put(("done", family.generate(inputs, settings, streamer=Tokens())))
+                    except BaseException as e:  # raised again in the reader's thread
+                        tokens.put(("error", e))
+
+                thread = threading.Thread(target=work, name=f"im2text-generate-{self.name}")
+                thread.start()
+                new: list[int] = []
+                try:
+                    while True:
+                        kind, value = tokens.get()
+                        if kind == "error":
+                            raise value
+                        if kind == "done":
+                            cands = value[0]
+                            break
+                        new.extend(value)
+                        text = family.tokenizer.decode(new, skip_special_tokens=True).lstrip()
+                        cut = max(text.rfind(" "), text.rfind("\n"))
+                        stable = text[:cut].rstrip() if cut > 0 else ""  # the last word may grow
+                        shown = whole(stable) if stable else sent
+                        if len(shown) > len(sent) and shown.startswith(sent):
+                            yield shown[len(sent) :]
+                            sent = shown
+                finally:
+                    stop.set()  # a generate() still running stops at its next token
+                    thread.join()
+            final = [replace(c, text=whole(c.text)) for c in cands]
+            if result is not None:
+                result.update(candidates=tuple(final), prompt_tokens=prompt_tokens)
+            if len(final[0].text) > len(sent) and final[0].text.startswith(sent):
+                yield final[0].text[len(sent) :]
+
+        return pieces()
+
 
 def load(
     model: str = "blip-base",
@@ -368,8 +613,8 @@ def load(
     device: str = "auto",
     dtype: str = "auto",
     revision: str | None = None,
-    batch_size: int = 8,
-    num_workers: int = 2,
+    batch_size: int = LoadSettings.batch_size,
+    num_workers: int = LoadSettings.num_workers,
     max_pixels: int = LoadSettings.max_pixels,
 ) -> Model:
     """Load a model by preset name (`im2text.list_models()`), Hub id, or local directory.
@@ -396,6 +641,11 @@ def load(
 
     config = AutoConfig.from_pretrained(source, **hub)
     family_cls = family_for_config(config.model_type, getattr(config, "architectures", None))
+    if preset is not None and family_cls.key != preset.family:
+        raise CheckpointError(
+            f"preset '{preset.name}' is a {preset.family} model, but {source} holds a "
+            f"{family_cls.key} checkpoint ({', '.join(config.architectures or [])})"
+        )
     family = family_cls.from_pretrained(source, device=dev, dtype=resolve_dtype(dtype, dev), **hub)
     return Model(family, name=name, preset=preset, settings=settings)
 
@@ -446,8 +696,8 @@ def _progress(
 ) -> Iterator[Any]:
     from tqdm.auto import tqdm
 
-    if total is None and hasattr(inputs, "__len__"):
-        total = len(inputs)  # type: ignore[arg-type]
+    if total is None and isinstance(inputs, Sized):
+        total = len(inputs)
     with tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True) as bar:
         for item in stream:
             bar.update(1)

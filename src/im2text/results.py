@@ -2,55 +2,76 @@
 
 Every result carries `source` (the input it came from) and `error` (None, or a clear message);
 `to_record()` gives the JSON record the CLI writes (field names are a public contract).
+
+One meaning per field name, everywhere:
+- `mean_logprob`: mean log-probability per generated token (<= 0, higher is surer; comparable
+  across lengths; `exp()` of it is the geometric-mean token probability).
+- `logprob`: total log-probability of a generated sequence (`exp()` is its probability).
+- `confidence`: a probability in [0, 1] that this output is right (an answer's sequence
+  probability, a read line's recogniser confidence).
+- `probability`: a share of a softmax over the given texts or labels (sums to 1 over them).
+- `similarity`: cosine similarity of embeddings, in [-1, 1].
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
-from im2text.families.base import Candidate
+from typing import Any, ClassVar
 
 
 def _r(x: float | None, nd: int = 6) -> float | None:
-    return None if x is None or math.isnan(x) else round(float(x), nd)
+    return None if x is None or not math.isfinite(x) else round(float(x), nd)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One decoded text, scored under the model."""
+
+    text: str
+    mean_logprob: float  # mean token log-probability (length-normalised; ranks captions)
+    logprob: float = float("nan")  # total log-probability: exp() is the sequence probability
+    rerank: float = float("nan")  # the re-ranker's score (ITM probability or CLIP cosine)
+    num_tokens: int = 0  # generated tokens, EOS included
 
 
 class _Outcome:
-    """`ok` for every per-input result: it succeeded when no `error` was recorded."""
+    """What every per-input result shares: `ok`, and a failed instance for a bad input."""
 
     error: str | None
+    # Keyword defaults that make an empty instance of the subclass (see `failed`).
+    _EMPTY: ClassVar[dict[str, Any]] = {}
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @classmethod
+    def failed(cls, source: str | None, error: BaseException | str, **fields: Any) -> Any:
+        """The result for an input that could not be processed (`error` says why)."""
+        return cls(**{**cls._EMPTY, **fields}, source=source, error=error_message(error))
 
 
 @dataclass(frozen=True)
 class Caption(_Outcome):
     """A caption for one image.
 
-    `score` is the mean token log-probability of `text` under the model (<= 0; higher is more
-    confident; `exp(score)` is the geometric-mean token probability). On failure `error` says why
-    and `text` is empty.
+    `mean_logprob` scores `text` under the model (see the module docstring). On failure `error`
+    says why and `text` is empty.
     """
 
     text: str
-    score: float
+    mean_logprob: float
     candidates: tuple[Candidate, ...] = ()  # every caption asked for, best first
     source: str | None = None  # the input it came from (path, or "<bytes #i>" etc.)
     error: str | None = None
-
-    @classmethod
-    def failed(cls, source: str | None, error: BaseException | str) -> Caption:
-        return cls(text="", score=math.nan, source=source, error=error_message(error))
+    _EMPTY: ClassVar[dict[str, Any]] = {"text": "", "mean_logprob": math.nan}
 
     def to_record(self, model: str) -> dict[str, Any]:
         return {
             "path": self.source,
             "caption": self.text if self.ok else None,
-            "score": _r(self.score),
+            "mean_logprob": _r(self.mean_logprob),
             "captions": [_candidate(c) for c in self.candidates]
             if len(self.candidates) > 1
             else None,
@@ -70,14 +91,11 @@ class Answer(_Outcome):
     text: str
     confidence: float
     question: str = ""
-    score: float = math.nan  # mean token log-probability, comparable across answer lengths
+    mean_logprob: float = math.nan  # per-token log-probability, comparable across lengths
     ranking: tuple[tuple[str, float], ...] = ()  # (candidate, probability), best first
     source: str | None = None
     error: str | None = None
-
-    @classmethod
-    def failed(cls, source: str | None, question: str, error: BaseException | str) -> Answer:
-        return cls("", math.nan, question, source=source, error=error_message(error))
+    _EMPTY: ClassVar[dict[str, Any]] = {"text": "", "confidence": math.nan}
 
     def to_record(self, model: str) -> dict[str, Any]:
         return {
@@ -93,14 +111,19 @@ class Answer(_Outcome):
 
 @dataclass(frozen=True)
 class Line:
-    """One line of read text: its words, box `(x0, y0, x1, y1)` in pixels, confidence in [0,1]."""
+    """One line of read text: its words, box `(x0, y0, x1, y1)` in pixels, and the recogniser's
+    `confidence` in [0, 1]."""
 
     text: str
     box: tuple[float, float, float, float]
-    score: float
+    confidence: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "box": [round(v, 1) for v in self.box], "score": _r(self.score)}
+        return {
+            "text": self.text,
+            "box": [round(v, 1) for v in self.box],
+            "confidence": _r(self.confidence),
+        }
 
 
 @dataclass(frozen=True)
@@ -111,10 +134,7 @@ class Reading(_Outcome):
     lines: tuple[Line, ...] = ()
     source: str | None = None
     error: str | None = None
-
-    @classmethod
-    def failed(cls, source: str | None, error: BaseException | str) -> Reading:
-        return cls("", (), source=source, error=error_message(error))
+    _EMPTY: ClassVar[dict[str, Any]] = {"text": ""}
 
     def to_record(self, model: str) -> dict[str, Any]:
         return {
@@ -141,15 +161,12 @@ class Match(_Outcome):
     itm: tuple[float, ...] | None = None
     source: str | None = None
     error: str | None = None
+    _EMPTY: ClassVar[dict[str, Any]] = {"texts": (), "similarity": (), "probability": ()}
 
     @property
     def best(self) -> str | None:
         scores = self.itm if self.itm is not None else self.similarity
         return self.texts[max(range(len(scores)), key=scores.__getitem__)] if scores else None
-
-    @classmethod
-    def failed(cls, source: str | None, error: BaseException | str) -> Match:
-        return cls((), (), (), source=source, error=error_message(error))
 
     def to_record(self, model: str) -> dict[str, Any]:
         return {
@@ -165,37 +182,56 @@ class Match(_Outcome):
 
 @dataclass(frozen=True)
 class Classification(_Outcome):
-    """Top-k labels for one image, best first, with probabilities."""
+    """Top-k labels for one image, best first: `(label, probability)` pairs, the probability a
+    share of the softmax over the labels considered."""
 
     labels: tuple[tuple[str, float], ...]
     source: str | None = None
     error: str | None = None
+    _EMPTY: ClassVar[dict[str, Any]] = {"labels": ()}
 
     @property
     def label(self) -> str | None:
+        """The top label."""
         return self.labels[0][0] if self.labels else None
 
     @property
-    def score(self) -> float:
+    def probability(self) -> float:
+        """The top label's probability."""
         return self.labels[0][1] if self.labels else math.nan
-
-    @classmethod
-    def failed(cls, source: str | None, error: BaseException | str) -> Classification:
-        return cls((), source=source, error=error_message(error))
 
     def to_record(self, model: str) -> dict[str, Any]:
         return {
             "path": self.source,
             "label": self.label,
-            "score": _r(self.score),
+            "probability": _r(self.probability),
             "labels": [[name, _r(p)] for name, p in self.labels],
             "model": model,
             "error": self.error,
         }
 
 
+@dataclass(frozen=True)
+class Embedding(_Outcome):
+    """One image's (or text's) L2-normalised embedding."""
+
+    vector: Any  # (D,) float32 numpy array (empty on failure)
+    source: str | None = None
+    error: str | None = None
+    _EMPTY: ClassVar[dict[str, Any]] = {"vector": ()}
+
+    def to_record(self, model: str) -> dict[str, Any]:
+        return {
+            "path": self.source,
+            "embedding": [_r(float(x)) for x in self.vector] if self.ok else None,
+            "dim": len(self.vector) if self.ok else None,
+            "model": model,
+            "error": self.error,
+        }
+
+
 def _candidate(c: Candidate) -> dict[str, Any]:
-    out: dict[str, Any] = {"text": c.text, "score": _r(c.score)}
+    out: dict[str, Any] = {"text": c.text, "mean_logprob": _r(c.mean_logprob)}
     if not math.isnan(c.rerank):
         out["rerank"] = _r(c.rerank)
     return out
@@ -209,4 +245,13 @@ def error_message(error: BaseException | str) -> str:
     return text if isinstance(error, ValueError) else f"{error.__class__.__name__}: {text}"
 
 
-__all__ = ["Answer", "Caption", "Classification", "Line", "Match", "Reading"]
+__all__ = [
+    "Answer",
+    "Caption",
+    "Candidate",
+    "Classification",
+    "Embedding",
+    "Line",
+    "Match",
+    "Reading",
+]

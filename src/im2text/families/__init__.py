@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from im2text.families.base import Candidate, DualEncoder, Family
+from im2text.families.base import (
+    CheckpointError,
+    Classifier,
+    DualEncoder,
+    Embedder,
+    Family,
+    GenerativeFamily,
+    Generator,
+    LoraAdaptable,
+    Matcher,
+    Ranker,
+    Reader,
+    Trainable,
+)
 from im2text.families.blip import Blip, BlipItm, BlipVqa
 from im2text.families.blip2 import Blip2
 from im2text.families.clip import Clip
@@ -31,17 +44,57 @@ FAMILIES: dict[str, type[Family]] = {
 }
 
 
+def _claims(family: type[Family], arch: str) -> bool:
+    return any(arch.endswith(a[1:]) if a.startswith("*") else arch == a for a in family.architectures)
+
+
 def family_for_config(model_type: str, architectures: list[str] | None = None) -> type[Family]:
-    """The family for a transformers config: by its head (`architectures`), else its type."""
+    """The family for a transformers config, matched by its model type and its head.
+
+    Raises CheckpointError naming what the checkpoint is and what would fit, when no family of
+    its model type runs its head (e.g. a headless `Dinov2Model` for classification), or when
+    the head is unknown and the model type has several families (BLIP: caption, VQA, ITM).
+    """
     candidates = [f for f in FAMILIES.values() if model_type in f.model_types]
+    if not candidates:
+        known = sorted({t for f in FAMILIES.values() for t in f.model_types})
+        raise CheckpointError(
+            f"unsupported model type {model_type!r}; im2text supports: {', '.join(known)}"
+        )
     for arch in architectures or []:
         for fam in candidates:
-            if arch in fam.architectures:
+            if not fam.architectures or _claims(fam, arch):
                 return fam
-    if candidates:
-        return candidates[0]  # e.g. a BLIP checkpoint without `architectures`: captioning
-    known = sorted({t for f in FAMILIES.values() for t in f.model_types})
-    raise ValueError(f"unsupported model type {model_type!r}; im2text supports: {', '.join(known)}")
+    heads = "; ".join(
+        f"{f.key} ({'/'.join(f.tasks)}): {', '.join(f.architectures) or 'any'}"
+        for f in candidates
+    )
+    if architectures:
+        raise CheckpointError(
+            f"the checkpoint is a {', '.join(architectures)} ({model_type}), a head no im2text "
+            f"family runs; for {model_type} checkpoints im2text needs one of: {heads}"
+        )
+    if len(candidates) == 1:
+        return candidates[0]
+    raise CheckpointError(
+        f"the checkpoint's config.json names no head ('architectures') and {model_type} has "
+        f"several: {heads}; add the right one to its config.json"
+    )
 
 
-__all__ = ["FAMILIES", "Candidate", "DualEncoder", "Family", "family_for_config"]
+__all__ = [
+    "FAMILIES",
+    "CheckpointError",
+    "Classifier",
+    "DualEncoder",
+    "Embedder",
+    "Family",
+    "GenerativeFamily",
+    "Generator",
+    "LoraAdaptable",
+    "Matcher",
+    "Ranker",
+    "Reader",
+    "Trainable",
+    "family_for_config",
+]

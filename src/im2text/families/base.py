@@ -1,18 +1,23 @@
-"""The protocol every model family implements, and the scoring shared by generative families.
+"""What a model family is, the capabilities it can declare, and the scoring shared by
+generative families.
 
-Tasks talk to a family only through `prepare` (CPU side: images + text -> tensors, runs in loader
-threads) and `generate` (model side: tensors -> scored texts). Everything model-specific — prompt
-format, special tokens, which processor, how the sequence starts — lives in the family's own file.
+A family loads one kind of checkpoint and holds every quirk of it (prompt format, special tokens,
+which processor, how the sequence starts). What it can do is declared by implementing small
+`typing.Protocol`s — `Generator`, `Ranker`, `Reader`, `Embedder`, `Matcher`, `Classifier`,
+`Trainable`, `LoraAdaptable` — and by `Family.tasks`; tasks, `Model` and the trainer check those
+with `isinstance` and call nothing else. A CPU-side method (`prepare*`: images + text -> tensors)
+runs in loader threads; model-side methods run in the calling thread.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, runtime_checkable
 
 import torch
 
 from im2text.config import GenerationSettings
+from im2text.results import Candidate, Line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -26,35 +31,143 @@ class MatchScores(TypedDict):
     itm: list[float] | None
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One decoded text, scored under the model."""
+# --- capabilities -------------------------------------------------------------------------------
+# Each is what one task needs from a family; `isinstance(family, Generator)` checks it.
 
-    text: str
-    score: float  # mean token log-probability (length-normalised; ranks captions)
-    logprob: float = float("nan")  # total log-probability: exp() is the sequence probability
-    rerank: float = float("nan")  # the re-ranker's score (ITM probability or CLIP cosine)
+
+@runtime_checkable
+class Generator(Protocol):
+    """Generates text from an image and an optional prompt (captioning; VQA by generation)."""
+
+    default_prompt: str | None  # caption prompt when the user gives none
+    prompt_is_prefix: bool  # the caption is prompt + continuation (BLIP, GIT), or the answer only
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        """CPU side: images and one prompt per image -> the model's generate inputs."""
+        ...
+
+    def generate(
+        self, inputs: dict[str, torch.Tensor], settings: GenerationSettings, *, streamer: Any = None
+    ) -> list[list[Candidate]]:
+        """Decode a prepared batch: per image, `num_return_sequences` scored candidates."""
+        ...
+
+    def question_prompt(self, question: str) -> str:
+        """The prompt that asks `question` (VQA); the answer is what the model says next."""
+        ...
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Scores a closed list of answers for (image, question) rows (BLIP VQA's rank mode)."""
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]: ...
+
+    def question_prompt(self, question: str) -> str: ...
+
+    def rank(self, inputs: dict[str, torch.Tensor], answers: list[str]) -> torch.Tensor:
+        """(B, K) log-probability of each candidate answer for each row."""
+        ...
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """Reads the text in images: lines with boxes and confidences."""
+
+    def read(
+        self, images: list[Image.Image], page: bool | None = None, settings: Any = None
+    ) -> list[list[Line]]: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Images and texts into one embedding space (L2-normalised float32 on the CPU)."""
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]: ...
+
+    def embed_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) image embeddings."""
+        ...
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """(T, D) text embeddings, encoded in chunks of bounded size."""
+        ...
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Scores texts against images (similarity, softmax over the texts, ITM where present)."""
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]: ...
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor: ...
+
+    def match(
+        self, inputs: dict[str, torch.Tensor], texts: list[str], text_emb: torch.Tensor
+    ) -> list[MatchScores]: ...
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """Top-k labels: zero-shot over given labels, or a checkpoint's own classes."""
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]: ...
+
+    def classifier(
+        self, labels: list[str] | None, templates: tuple[str, ...]
+    ) -> tuple[list[str], torch.Tensor]:
+        """(label names, state) that `classify` scores every batch against."""
+        ...
+
+    def classify(self, inputs: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        """(B, L) probabilities over the labels."""
+        ...
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """Fine-tunes with its own loss: (images, prompts, targets) -> forward inputs with labels."""
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]: ...
+
+    def prepare_for_training(self) -> None:
+        """Freeze what this family never fine-tunes."""
+        ...
+
+
+@runtime_checkable
+class LoraAdaptable(Protocol):
+    """Names the modules LoRA adapters go on (only the language model's)."""
+
+    def lora_targets(self) -> list[str]: ...
+
+
+# --- families -------------------------------------------------------------------------------------
 
 
 class Family:
-    """Base class: load a checkpoint of this family and run it.
+    """Base class: load a checkpoint of this family. Capabilities come from subclasses.
 
-    Subclasses set the class attributes and implement `prepare`; most need nothing else.
+    Subclasses set the class attributes; `GenerativeFamily` and `DualEncoder` give the shared
+    implementations of their capabilities.
     """
 
     key: ClassVar[str]  # registry key, e.g. "blip"
     model_types: ClassVar[tuple[str, ...]]  # config.model_type values this family handles
-    # config.architectures this family claims ((): any, for its model types); lets one model
-    # type (BLIP) map to several families (captioning, VQA, ITM) by the checkpoint's head.
+    # The heads (config.architectures) this family runs: exact class names, or "*Suffix" for
+    # any class ending so. A checkpoint whose head is not listed by any family of its model
+    # type is refused (never loaded with a randomly initialised head). () = any head.
     architectures: ClassVar[tuple[str, ...]] = ()
     model_class: ClassVar[str]  # transformers class that loads the weights
     vision_tower: ClassVar[str | None] = None  # attribute path of the image encoder (dedupe)
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
-    tasks: ClassVar[tuple[str, ...]] = ("caption",)
-    default_prompt: ClassVar[str | None] = None  # caption prompt when the user gives none
-    # True: the model continues the prompt, so the caption is prompt + continuation (BLIP, GIT).
-    # False: the prompt is an instruction/question and only the generated text is the answer.
-    prompt_is_prefix: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]]  # what this family's checkpoints are for
 
     def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype):
         self.model = model
@@ -69,12 +182,26 @@ class Family:
     def from_pretrained(
         cls, source: str, *, device: torch.device, dtype: torch.dtype, **hub: Any
     ) -> Family:
-        """Load weights + processor from a dir or Hub id (`hub`: revision, local_files_only)."""
+        """Load weights + processor from a dir or Hub id (`hub`: revision, local_files_only).
+
+        Raises CheckpointError when the checkpoint lacks weights the model needs: transformers
+        would initialise them at random and every output would be noise.
+        """
         import transformers
 
         processor = cls.load_processor(source, **hub)
         model_cls = getattr(transformers, cls.model_class)
-        model = model_cls.from_pretrained(source, dtype=dtype, **hub)
+        model, info = model_cls.from_pretrained(
+            source, dtype=dtype, output_loading_info=True, **hub
+        )
+        missing = sorted(info.get("missing_keys") or ())
+        if missing:
+            shown = ", ".join(missing[:4]) + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
+            raise CheckpointError(
+                f"{source} has no weights for {len(missing)} parameter(s) of "
+                f"{cls.model_class} ({shown}): it is not a complete {cls.key} checkpoint, and "
+                "running it would give random outputs"
+            )
         model.to(device).eval()
         if cls.vision_tower:
             from im2text.engine.dedupe import encode_unique_images
@@ -102,19 +229,38 @@ class Family:
         values = [v for d in (size, crop) for v in dict(d).values() if isinstance(v, int)]
         return max(values) if values else 384
 
-    # --- running --------------------------------------------------------------------------------
+    def _to_device(self, v: Any) -> Any:
+        if not isinstance(v, torch.Tensor):
+            return v
+        if v.is_floating_point():
+            return v.to(self.device, self.dtype)
+        return v.to(self.device)
 
+
+class CheckpointError(ValueError):
+    """A checkpoint that im2text refuses to run (wrong head, missing weights)."""
+
+
+class GenerativeFamily(Family, ABC):
+    """Families that generate text (`Generator`) and fine-tune with an LM loss (`Trainable`)."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("caption",)
+    default_prompt: ClassVar[str | None] = None  # caption prompt when the user gives none
+    # True: the model continues the prompt, so the caption is prompt + continuation (BLIP, GIT).
+    # False: the prompt is an instruction/question and only the generated text is the answer.
+    prompt_is_prefix: ClassVar[bool] = True
+
+    @abstractmethod
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]
     ) -> dict[str, torch.Tensor]:
         """Turn images (and a prompt per image) into the keyword inputs of `model.generate`."""
-        raise NotImplementedError(f"{self.key} models do not generate text")
 
+    @abstractmethod
     def training_inputs(
         self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
     ) -> dict[str, torch.Tensor]:
         """Inputs for a forward pass whose `.loss` trains the model to say `targets`."""
-        raise NotImplementedError(f"training {self.key} models is not supported")
 
     def prepare_for_training(self) -> None:
         """Freeze what this family never fine-tunes (default: train everything)."""
@@ -138,27 +284,34 @@ class Family:
 
     @torch.inference_mode()
     def generate(
-        self, inputs: dict[str, torch.Tensor], settings: GenerationSettings
+        self, inputs: dict[str, torch.Tensor], settings: GenerationSettings, *, streamer: Any = None
     ) -> list[list[Candidate]]:
-        """Decode a prepared batch. Returns, per image, `num_return_sequences` candidates."""
+        """Decode a prepared batch. Returns, per image, `num_return_sequences` candidates.
+
+        `streamer` (a transformers streamer, batch of one) receives tokens as they are made.
+        """
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         if settings.do_sample and settings.seed is not None:
             torch.manual_seed(settings.seed)
+        extra = {"streamer": streamer} if streamer is not None else {}
         out = self._generate(
             inputs,
             **self._fit_length(settings.to_generate_kwargs(), inputs),
             **self.generation_kwargs(),
+            **extra,
             return_dict_in_generate=True,
             output_logits=True,
         )
-        tokens, scores, totals = score_sequences(
+        tokens, scores, totals, lengths = score_sequences(
             out.sequences, out.logits, getattr(out, "beam_indices", None), self.eos_token_ids()
         )
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         n = settings.num_return_sequences
         cands = [
-            Candidate(t.strip(), s, lp)
-            for t, s, lp in zip(texts, scores.tolist(), totals.tolist(), strict=True)
+            Candidate(t.strip(), s, lp, num_tokens=k)
+            for t, s, lp, k in zip(
+                texts, scores.tolist(), totals.tolist(), lengths.tolist(), strict=True
+            )
         ]
         return [cands[i : i + n] for i in range(0, len(cands), n)]
 
@@ -181,13 +334,6 @@ class Family:
         """The raw `generate` call; families whose own `generate` is wrong override this."""
         return self.model.generate(**inputs, **kwargs)
 
-    def _to_device(self, v: Any) -> Any:
-        if not isinstance(v, torch.Tensor):
-            return v
-        if v.is_floating_point():
-            return v.to(self.device, self.dtype)
-        return v.to(self.device)
-
 
 def score_sequences(
     sequences: torch.Tensor,
@@ -206,7 +352,8 @@ def score_sequences(
 
     Returns:
         tokens (N, L) of generated ids with padding after EOS replaced by the first EOS id,
-        mean (N,) log-probability per generated token (EOS included), and total (N,).
+        mean (N,) log-probability per generated token (EOS included), total (N,), and the
+        number of generated tokens (N,).
     """
     n = sequences.shape[0]
     if beam_indices is None:
@@ -227,8 +374,9 @@ def score_sequences(
         after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
         valid = valid & ~after_eos
     total = (logp * valid).sum(-1)
-    mean = total / valid.sum(-1).clamp(min=1)
-    return tokens.masked_fill(~valid, min(eos_ids) if eos_ids else 0), mean, total
+    count = valid.sum(-1)
+    mean = total / count.clamp(min=1)
+    return tokens.masked_fill(~valid, min(eos_ids) if eos_ids else 0), mean, total, count
 
 
 # Zero-shot prompt ensemble from the CLIP authors' ImageNet notebook (the 7 best templates).
@@ -243,28 +391,38 @@ ENSEMBLE_TEMPLATES = (
 )
 
 
-class DualEncoder(Family):
-    """Families with an image encoder and a text encoder in one embedding space (CLIP, BLIP ITC).
+class DualEncoder(Family, ABC):
+    """Families with an image encoder and a text encoder in one embedding space (CLIP, BLIP ITC):
+    `Embedder`, `Matcher` and zero-shot `Classifier`.
 
-    Subclasses implement `prepare_images`, `embed_images`, `embed_texts` and `logit_scale`.
+    Subclasses implement `prepare_images`, `embed_images`, `_embed_text_batch` and
+    `logit_scale`. Texts are encoded `text_batch_size` at a time (open_clip's
+    `num_classes_per_batch`): 5,000 labels x 7 templates never run as one forward pass.
     """
 
     tasks = ("match", "classify", "embed")
+    text_batch_size: ClassVar[int] = 256  # texts per text-encoder forward pass
 
-    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    @abstractmethod
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]: ...
 
+    @abstractmethod
     def embed_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) L2-normalised image embeddings (float32, CPU)."""
-        raise NotImplementedError
 
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        """(T, D) L2-normalised text embeddings (float32, CPU)."""
-        raise NotImplementedError
+    @abstractmethod
+    def _embed_text_batch(self, texts: list[str]) -> torch.Tensor:
+        """(T, D) L2-normalised embeddings of one chunk of texts (float32, CPU)."""
 
     @property
-    def logit_scale(self) -> float:
-        raise NotImplementedError
+    @abstractmethod
+    def logit_scale(self) -> float: ...
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """(T, D) L2-normalised text embeddings (float32, CPU), in chunks."""
+        step = self.text_batch_size
+        return torch.cat([self._embed_text_batch(texts[i : i + step])
+                          for i in range(0, len(texts), step)])  # fmt: skip
 
     def match(
         self, inputs: dict[str, torch.Tensor], texts: list[str], text_emb: torch.Tensor
@@ -283,9 +441,14 @@ class DualEncoder(Family):
         """Label names and (L, D) label embeddings: the renormalised mean over templates."""
         if not labels:
             raise ValueError("zero-shot classification needs labels (e.g. ['cat', 'dog'])")
-        texts = [t.format(label) for label in labels for t in templates]
-        emb = self.embed_texts(texts).reshape(len(labels), len(templates), -1).mean(1)
-        return labels, torch.nn.functional.normalize(emb, dim=-1)
+        per_chunk = max(1, self.text_batch_size // len(templates))  # labels per forward pass
+        parts = []
+        for i in range(0, len(labels), per_chunk):
+            chunk = labels[i : i + per_chunk]
+            texts = [t.format(label) for label in chunk for t in templates]
+            emb = self._embed_text_batch(texts).reshape(len(chunk), len(templates), -1).mean(1)
+            parts.append(torch.nn.functional.normalize(emb, dim=-1))
+        return labels, torch.cat(parts)
 
     def classify(self, inputs: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
         """(B, L) zero-shot probabilities over the labels."""

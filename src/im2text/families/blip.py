@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from im2text.families.base import DualEncoder, Family, MatchScores
+from im2text.families.base import DualEncoder, Family, GenerativeFamily, MatchScores
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -62,7 +62,7 @@ class _BlipLoad(Family):
         mask_cross_attention_padding(self.model)
 
 
-class Blip(_BlipLoad):
+class Blip(_BlipLoad, GenerativeFamily):
     key = "blip"
     model_types = ("blip",)
     architectures = ("BlipForConditionalGeneration",)
@@ -102,7 +102,7 @@ class Blip(_BlipLoad):
         }
 
 
-class BlipVqa(_BlipLoad):
+class BlipVqa(_BlipLoad, GenerativeFamily):
     key = "blip-vqa"
     model_types = ("blip",)
     architectures = ("BlipForQuestionAnswering",)
@@ -190,10 +190,10 @@ class BlipVqa(_BlipLoad):
         return out.cpu()
 
 
-class BlipItm(DualEncoder, _BlipLoad):
+class BlipItm(_BlipLoad, DualEncoder):
     key = "blip-itm"
     model_types = ("blip",)
-    architectures = ("BlipForImageTextRetrieval", "BlipModel")
+    architectures = ("BlipForImageTextRetrieval",)
     model_class = "BlipForImageTextRetrieval"
     vision_tower = "vision_model"
 
@@ -212,7 +212,7 @@ class BlipItm(DualEncoder, _BlipLoad):
         return torch.nn.functional.normalize(self.model.vision_proj(cls).float(), dim=-1).cpu()
 
     @torch.inference_mode()
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+    def _embed_text_batch(self, texts: list[str]) -> torch.Tensor:
         limit = self.model.config.text_config.max_position_embeddings
         enc = self.tokenizer(
             texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
@@ -227,22 +227,27 @@ class BlipItm(DualEncoder, _BlipLoad):
         pv = self._to_device(inputs["pixel_values"])
         image_embeds = self.model.vision_model(pixel_values=pv)[0]  # (B, P, D), once per image
         limit = self.model.config.text_config.max_position_embeddings
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
-        ).to(self.device)
-        n_texts = len(texts)
-        ones = torch.ones(n_texts, image_embeds.shape[1], dtype=torch.long, device=pv.device)
-        out = torch.empty(pv.shape[0], n_texts)
-        for b in range(pv.shape[0]):
-            emb = image_embeds[b : b + 1].expand(n_texts, -1, -1)
-            hidden = self.model.text_encoder(
-                input_ids=enc.input_ids,
-                attention_mask=enc.attention_mask,
-                encoder_hidden_states=emb,
-                encoder_attention_mask=ones,
-            )[0]
-            logits = self.model.itm_head(hidden[:, 0]).float()  # (T, 2): [no match, match]
-            out[b] = logits.softmax(-1)[:, 1].cpu()
+        out = torch.empty(pv.shape[0], len(texts))
+        step = self.text_batch_size  # texts per forward pass: many texts stay in bounded memory
+        for start in range(0, len(texts), step):
+            enc = self.tokenizer(
+                texts[start : start + step],
+                padding=True,
+                truncation=True,
+                max_length=limit,
+                return_tensors="pt",
+            ).to(self.device)
+            n = enc.input_ids.shape[0]
+            ones = torch.ones(n, image_embeds.shape[1], dtype=torch.long, device=pv.device)
+            for b in range(pv.shape[0]):
+                hidden = self.model.text_encoder(
+                    input_ids=enc.input_ids,
+                    attention_mask=enc.attention_mask,
+                    encoder_hidden_states=image_embeds[b : b + 1].expand(n, -1, -1),
+                    encoder_attention_mask=ones,
+                )[0]
+                logits = self.model.itm_head(hidden[:, 0]).float()  # (n, 2): [no match, match]
+                out[b, start : start + n] = logits.softmax(-1)[:, 1].cpu()
         return out
 
     def match(

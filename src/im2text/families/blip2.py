@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from im2text.families.base import Family
+from im2text.families.base import GenerativeFamily
 
 if TYPE_CHECKING:
     from PIL import Image
 
 
-class Blip2(Family):
+class Blip2(GenerativeFamily):
     key = "blip2"
     model_types = ("blip-2",)
+    architectures = ("Blip2ForConditionalGeneration",)
     model_class = "Blip2ForConditionalGeneration"
     tasks = ("caption", "ask")
     prompt_is_prefix = False  # prompts are instructions to the LLM ("Question: ... Answer:")
@@ -64,8 +65,49 @@ class Blip2(Family):
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]
     ) -> dict[str, torch.Tensor]:
-        text = [p or "" for p in prompts]
-        return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))
+        """Prompted rows: the processor, as the model card has it. Rows without a prompt start
+        as transformers' own `generate(**processor(images=...))` does: image tokens, then the
+        config's BOS — never what the tokenizer makes of "" (nothing at all for a tokenizer
+        that adds no BOS; `</s>` for T5)."""
+        if all(prompts) or self._start_ids() is None:
+            text = [p or "" for p in prompts]
+            return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))
+        # As the processor lays a batch out: the text rows padded (on the tokenizer's side),
+        # then the image tokens put first, before any padding.
+        rows = [self._text_ids(p) for p in prompts]
+        width, left = max(len(r) for r in rows), self.tokenizer.padding_side == "left"
+        image = self._image_ids()
+        ids = torch.full((len(rows), len(image) + width), self.tokenizer.pad_token_id)
+        mask = torch.zeros_like(ids)
+        ids[:, : len(image)], mask[:, : len(image)] = torch.tensor(image), 1
+        for i, row in enumerate(rows):
+            at = len(image) + (width - len(row) if left else 0)
+            ids[i, at : at + len(row)] = torch.tensor(row)
+            mask[i, at : at + len(row)] = 1
+        pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "input_ids": ids, "attention_mask": mask}
+
+    def _start_ids(self) -> list[int] | None:
+        """The LLM's start when there is no text: [bos_token_id] of the text config, which
+        `generate` puts after the image tokens when it is given no `input_ids`. None when the
+        config names no BOS (transformers' T5 default): generate cannot run without text then,
+        and the processor's encoding of "" is kept."""
+        bos = getattr(self.model.config.text_config, "bos_token_id", None)
+        return None if bos is None else [int(bos)]
+
+    def _text_ids(self, prompt: str | None) -> list[int]:
+        """One row's LLM text ids (after the image tokens): the tokenized prompt, or the start
+        tokens of an unconditional caption."""
+        if not prompt:
+            start = self._start_ids()
+            if start is not None:
+                return start
+        return list(self.tokenizer(prompt or "").input_ids)
+
+    def _image_ids(self) -> list[int]:
+        """The query-token placeholders, as `generate` writes them."""
+        config = self.model.config
+        return [int(config.image_token_id)] * int(config.num_query_tokens)
 
     def training_inputs(
         self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
@@ -79,7 +121,7 @@ class Blip2(Family):
             inputs["labels"] = lab.input_ids.masked_fill(lab.attention_mask == 0, -100)
             return inputs
         eos = min(self.eos_token_ids())
-        prompt_rows = [tok(p or "").input_ids for p in prompts]  # starts with BOS
+        prompt_rows = [self._text_ids(p) for p in prompts]  # as `prepare` starts them
         target_rows = [[*tok(" " + t, add_special_tokens=False).input_ids, eos] for t in targets]
         rows = [p + t for p, t in zip(prompt_rows, target_rows, strict=True)]
         width = max(len(r) for r in rows)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class Clip(DualEncoder):
     key = "clip"
     model_types = ("clip",)
+    architectures = ("CLIPModel",)
     model_class = "CLIPModel"
     vision_tower = "vision_model"
 
@@ -38,7 +39,7 @@ class Clip(DualEncoder):
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
 
     @torch.inference_mode()
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+    def _embed_text_batch(self, texts: list[str]) -> torch.Tensor:
         # Truncate to what the text tower can take (77 for real CLIP), not the tokenizer's idea.
         limit = self.model.config.text_config.max_position_embeddings
         enc = self.tokenizer(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from im2text.config import GenerationSettings
-from im2text.families.base import Family
+from im2text.families.base import GenerativeFamily
 from im2text.results import Line
 
 if TYPE_CHECKING:
@@ -36,9 +36,10 @@ class _ImageTextProcessor:
         self.tokenizer.save_pretrained(directory)
 
 
-class VisionEncoderDecoder(Family):
+class VisionEncoderDecoder(GenerativeFamily):
     key = "vision-encoder-decoder"
     model_types = ("vision-encoder-decoder",)
+    architectures = ("VisionEncoderDecoderModel",)
     model_class = "VisionEncoderDecoderModel"
     vision_tower = "encoder"
     tasks = ("caption", "read")
@@ -119,7 +120,7 @@ class VisionEncoderDecoder(Family):
                     Line(
                         r[0].text,
                         (0.0, 0.0, float(im.width), float(im.height)),
-                        math.exp(r[0].score),
+                        math.exp(r[0].mean_logprob),
                     )
                 ]
                 for im, r in zip(images, results, strict=True)
@@ -137,7 +138,7 @@ class VisionEncoderDecoder(Family):
                 results += self.generate(self.prepare(chunk, [None] * len(chunk)), settings)
             pages.append(
                 [
-                    Line(r[0].text, box, math.exp(r[0].score))  # type: ignore[arg-type]
+                    Line(r[0].text, box, math.exp(r[0].mean_logprob))  # type: ignore[arg-type]
                     for box, r in zip(boxes, results, strict=True)
                 ]
             )

@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from im2text.config import GenerationSettings
-from im2text.families.base import Candidate, Family
+from im2text.families.base import GenerativeFamily
+from im2text.results import Candidate
 
 if TYPE_CHECKING:
     from PIL import Image
 
 
-class Git(Family):
+class Git(GenerativeFamily):
     key = "git"
     model_types = ("git",)
+    architectures = ("GitForCausalLM",)
     model_class = "GitForCausalLM"
 
     tasks = ("caption", "ask")
@@ -40,11 +42,11 @@ class Git(Family):
             return {"pixel_values": pixel_values, "input_ids": torch.tensor(rows)}
         return {"pixel_values": pixel_values, "prompt_ids": rows}  # type: ignore[dict-item]
 
-    def generate(  # type: ignore[override]
-        self, inputs: dict[str, Any], settings: GenerationSettings
+    def generate(
+        self, inputs: dict[str, Any], settings: GenerationSettings, *, streamer: Any = None
     ) -> list[list[Candidate]]:
         if "prompt_ids" not in inputs:
-            return super().generate(inputs, settings)
+            return super().generate(inputs, settings, streamer=streamer)
         rows: list[list[int]] = inputs["prompt_ids"]
         out: list[list[Candidate]] = [[] for _ in rows]
         for length in sorted({len(r) for r in rows}):
@@ -53,7 +55,7 @@ class Git(Family):
                 "pixel_values": inputs["pixel_values"][idx],
                 "input_ids": torch.tensor([rows[i] for i in idx], dtype=torch.long),
             }
-            for i, res in zip(idx, super().generate(group, settings), strict=True):
+            for i, res in zip(idx, super().generate(group, settings, streamer=streamer), strict=True):
                 out[i] = res
         return out
 

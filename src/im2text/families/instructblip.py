@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class InstructBlip(Blip2):
     key = "instructblip"
     model_types = ("instructblip",)
+    architectures = ("InstructBlipForConditionalGeneration",)
     model_class = "InstructBlipForConditionalGeneration"
     default_prompt = "A short image description:"
 
@@ -28,5 +29,22 @@ class InstructBlip(Blip2):
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]
     ) -> dict[str, torch.Tensor]:
+        """The documented usage, `processor(images=..., text=instruction)`: InstructBLIP has no
+        unconditional caption (its Q-Former reads the instruction; transformers' generate fails
+        without one), so a caption answers the default instruction."""
         text = [p or self.default_prompt or "" for p in prompts]
         return dict(self.processor(images=images, text=text, padding=True, return_tensors="pt"))
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """As BLIP-2's, with the instruction `prepare` would use (the default one for a
+        caption) in the LLM's rows and in the Q-Former's (`qformer_input_ids`, which BLIP-2's
+        decoder-only rows lack)."""
+        text = [p or self.default_prompt or "" for p in prompts]
+        inputs = super().training_inputs(images, list(text), targets)
+        if "qformer_input_ids" not in inputs:
+            q = self.processor.qformer_tokenizer(text, padding=True, return_tensors="pt")
+            inputs["qformer_input_ids"] = q["input_ids"]
+            inputs["qformer_attention_mask"] = q["attention_mask"]
+        return inputs

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Vit(Family):
     key = "vit"
     model_types = ("vit", "deit", "beit", "convnext", "swin", "dinov2")
-    architectures = ("ViTForImageClassification",)
+    architectures = ("*ForImageClassification",)  # any classifier head; never a headless one
     model_class = "AutoModelForImageClassification"
     tasks = ("classify",)
 

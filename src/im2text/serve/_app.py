@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 import im2text
 from im2text.model import Model
+from im2text.tasks import TASKS
 from im2text.serve import _schemas as S
 from im2text.serve._errors import ApiError, error_body, error_response
 from im2text.serve._inputs import load_images, parse_body
@@ -32,13 +33,10 @@ from im2text.serve.config import ServeConfig
 
 log = logging.getLogger("im2text.serve")
 
+# One endpoint per row of the task table: POST /v1/{task}.
 _TASKS: dict[str, tuple[type[S.BaseModel], type[S.BaseModel], str]] = {
-    "caption": (S.CaptionRequest, S.CaptionResponse, "Caption images."),
-    "ask": (S.AskRequest, S.AskResponse, "Answer a question about images (VQA)."),
-    "read": (S.ReadRequest, S.ReadResponse, "Read the text in images (OCR)."),
-    "match": (S.MatchRequest, S.MatchResponse, "Score texts against images."),
-    "classify": (S.ClassifyRequest, S.ClassifyResponse, "Top-k labels per image."),
-    "embed": (S.EmbedRequest, S.EmbedResponse, "L2-normalised embeddings of images or texts."),
+    name: (S.REQUESTS[name], S.RESPONSES[name], spec.help.capitalize() + ".")
+    for name, spec in TASKS.items()
 }
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -162,10 +160,11 @@ async def _handle_task(
     cfg = state.config
     req, raws = await parse_body(request, schema, cfg)
     model_id, model = state.pick(getattr(req, "model", None), task)
-    if task == "embed" and req.texts is not None:  # type: ignore[attr-defined]
+    embed_texts = getattr(req, "texts", None) if task == "embed" else None
+    if embed_texts is not None:
         if raws:
             raise ApiError(422, "invalid_request_error", "give images or texts, not both")
-        texts = check_texts(req.texts, "text", cfg)  # type: ignore[attr-defined]
+        texts = check_texts(embed_texts, "text", cfg)
         state.check_room(model_id, 1)
         (vectors,) = await state.submit(model_id, "embed_texts", (), {}, [texts])
         records = [v.to_record(model_id) for v in vectors]

@@ -12,6 +12,7 @@ from im2text.serve._errors import ApiError
 from im2text.serve._inputs import RawImage
 from im2text.serve._state import ServerState
 from im2text.serve._tasks import failed
+from im2text.tasks import get_task
 from im2text.serve.config import ServeConfig
 
 
@@ -68,38 +69,36 @@ def generation_params(req: Any, model: Model, cfg: ServeConfig) -> dict[str, Any
 def task_params(
     task: str, req: Any, model: Model, cfg: ServeConfig
 ) -> tuple[dict[str, Any], Hashable]:
-    """(call keywords, group key): requests batch together only when both are equal."""
-    if task == "caption":
-        gen = generation_params(req, model, cfg)
-        prompt = (
-            check_text(req.prompt, "prompt", cfg) if req.prompt and req.prompt.strip() else None
-        )
-        return {"prompt": prompt, **gen}, (prompt, tuple(sorted(gen.items())))
-    if task == "ask":
-        gen = generation_params(req, model, cfg)
+    """(call keywords, group key) from the task table: requests batch together only when both
+    are equal. Every parameter is checked here, before any work is queued (422 if invalid)."""
+    spec = get_task(task)
+    params: dict[str, Any] = {}
+    for p in spec.params:
+        if not p.server:
+            continue
+        value = getattr(req, p.name)
+        if value is not None and p.kind == "text":
+            value = check_text(value, p.name, cfg) if value.strip() else None
+        elif value is not None and p.kind == "texts":
+            value = check_texts(value, p.name.removesuffix("s"), cfg)
+        params[p.name] = value
+    if spec.pairs:
         req.question = check_text(req.question, "question", cfg)
-        cands = (
-            check_texts(req.candidates, "candidate", cfg) if req.candidates is not None else None
-        )
-        key = (tuple(cands) if cands else None, tuple(sorted(gen.items())))
-        return {"candidates": cands, **gen}, key
-    if task == "read":
-        return {"page": req.page}, req.page
-    if task == "match":
-        texts = check_texts(req.texts, "text", cfg)
-        return {"texts": texts}, tuple(texts)
-    if task == "classify":
-        labels = check_texts(req.labels, "label", cfg) if req.labels is not None else None
-        params: dict[str, Any] = {"labels": labels, "top_k": req.top_k}
-        if req.templates == ["ensemble"]:
-            params["templates"] = "ensemble"
-        elif req.templates is not None:
-            templates = tuple(check_texts(req.templates, "template", cfg))
-            if not all("{}" in t for t in templates):
-                raise ApiError(422, "invalid_request_error", 'templates need "{}" for the label')
-            params["templates"] = templates
-        return params, (tuple(labels or ()), str(params.get("templates")), req.top_k)
-    return {}, ()  # embed
+    if spec.generates:
+        params.update(generation_params(req, model, cfg))
+    try:
+        spec.validate(model.family, params)
+    except (TypeError, ValueError) as e:
+        raise ApiError(422, "invalid_request_error", str(e)) from None
+    return params, _frozen(params)
+
+
+def _frozen(value: Any) -> Hashable:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 async def run_images(
@@ -118,7 +117,7 @@ async def run_images(
         raise loaded[0]
     question = getattr(req, "question", None)
     good = [s for s in loaded if isinstance(s, ImageSource)]
-    inputs: list[Any] = [(s, question) for s in good] if task == "ask" else good
+    inputs: list[Any] = [(s, question) for s in good] if get_task(task).pairs else good
     computed = iter(await state.submit(model_id, task, key, params, inputs) if inputs else [])
     out = []
     for raw, item in zip(raws, loaded, strict=True):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from im2text.tasks import TASKS, TaskSpec
 
 IMAGE_DOC = (
     "Base64 image data, a data URL (data:image/png;base64,...), or an http(s) URL when the "
@@ -48,43 +50,35 @@ class _Generation(BaseModel):
 GENERATION_FIELDS = tuple(_Generation.model_fields)
 
 
-class CaptionRequest(_Request, _Generation):
-    prompt: str | None = Field(
-        None,
-        description="Text the caption continues, or an "
-        "instruction for instruction-following models.",
-    )
+# Inputs of a task that are not among its parameters: the question of each (image, question)
+# pair, and the texts `/v1/embed` embeds instead of images.
+_INPUT_FIELDS: dict[str, dict[str, Any]] = {
+    "ask": {"question": (str, Field(description="The question, asked of every image."))},
+    "embed": {
+        "texts": (list[str] | None, Field(None, description="Embed these texts instead of images."))
+    },
+}
 
 
-class AskRequest(_Request, _Generation):
-    question: str = Field(description="The question, asked of every image.")
-    candidates: list[str] | None = Field(
-        None, description="Rank this closed list of answers instead of generating."
-    )
+def _task_request(spec: TaskSpec) -> type[BaseModel]:
+    """The request body of `/v1/{task}`, built from the task table's parameters."""
+    fields: dict[str, Any] = dict(_INPUT_FIELDS.get(spec.name, {}))
+    for p in spec.params:
+        if p.server:
+            default = ... if p.cli.get("required") else p.default
+            fields[p.name] = (p.annotation, Field(default, description=p.help, **p.bounds))
+    bases = (_Request, _Generation) if spec.generates else (_Request,)
+    name = f"{spec.name.capitalize()}Request"
+    return create_model(name, __base__=bases, __doc__=spec.help.capitalize() + ".", **fields)
 
 
-class ReadRequest(_Request):
-    page: bool | None = Field(
-        None, description="Line recognisers: find lines first (true) or read one line (false)."
-    )
-
-
-class MatchRequest(_Request):
-    texts: list[str] = Field(description="Texts scored against each image.")
-
-
-class ClassifyRequest(_Request):
-    labels: list[str] | None = Field(
-        None, description="Zero-shot labels; supervised classifiers may omit them."
-    )
-    templates: list[str] | None = Field(
-        None, description='Prompt templates with "{}" for the label, or ["ensemble"].'
-    )
-    top_k: int = Field(5, ge=1, le=1000)
-
-
-class EmbedRequest(_Request):
-    texts: list[str] | None = Field(None, description="Embed these texts instead of images.")
+REQUESTS: dict[str, type[BaseModel]] = {name: _task_request(spec) for name, spec in TASKS.items()}
+CaptionRequest = REQUESTS["caption"]
+AskRequest = REQUESTS["ask"]
+ReadRequest = REQUESTS["read"]
+MatchRequest = REQUESTS["match"]
+ClassifyRequest = REQUESTS["classify"]
+EmbedRequest = REQUESTS["embed"]
 
 
 def body_doc(schema: type[BaseModel], multipart: bool) -> dict[str, Any]:
@@ -96,7 +90,10 @@ def body_doc(schema: type[BaseModel], multipart: bool) -> dict[str, Any]:
 
 
 # Fields that multipart forms may repeat (several values make a list).
-LIST_FIELDS = frozenset({"images", "texts", "labels", "candidates", "templates"})
+LIST_FIELDS = frozenset(
+    {"images", "texts"}
+    | {p.name for t in TASKS.values() for p in t.params if "list" in str(p.annotation)}
+)
 
 
 # --- responses ------------------------------------------------------------------------------------
@@ -110,13 +107,15 @@ class _Record(BaseModel):
 
 class CaptionCandidate(BaseModel):
     text: str
-    score: float | None
+    mean_logprob: float | None
     rerank: float | None = None
 
 
 class CaptionRecord(_Record):
     caption: str | None
-    score: float | None = Field(description="Mean token log-probability (<= 0, higher is surer).")
+    mean_logprob: float | None = Field(
+        description="Mean token log-probability (<= 0, higher is surer)."
+    )
     captions: list[CaptionCandidate] | None = None
 
 
@@ -130,7 +129,7 @@ class AnswerRecord(_Record):
 class LineRecord(BaseModel):
     text: str
     box: list[float] = Field(description="x0, y0, x1, y1 in pixels.")
-    score: float | None
+    confidence: float | None = Field(description="The recogniser's confidence, in [0, 1].")
 
 
 class ReadingRecord(_Record):
@@ -147,7 +146,7 @@ class MatchRecord(_Record):
 
 class ClassificationRecord(_Record):
     label: str | None
-    score: float | None
+    probability: float | None = Field(description="The top label's probability.")
     labels: list[tuple[str, float | None]]
 
 
@@ -183,6 +182,16 @@ class ClassifyResponse(_Response):
 
 class EmbedResponse(_Response):
     results: list[EmbeddingRecord]
+
+
+RESPONSES: dict[str, type[_Response]] = {
+    "caption": CaptionResponse,
+    "ask": AskResponse,
+    "read": ReadResponse,
+    "match": MatchResponse,
+    "classify": ClassifyResponse,
+    "embed": EmbedResponse,
+}
 
 
 class ErrorDetail(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,16 +14,28 @@ from im2text.images import ImageLimits, ImageSource
 from im2text.results import Answer
 from im2text.tasks._common import clean_text, clean_texts
 
+from im2text.families.base import Generator, Ranker
+
 if TYPE_CHECKING:
     from im2text.families.base import Family
+
+
+def check_ask(family: object, params: dict[str, Any]) -> None:
+    """Candidate ranking needs a `Ranker` (ValueError otherwise)."""
+    if params.get("candidates") is not None and not isinstance(family, Ranker):
+        key = getattr(family, "key", "these")
+        raise ValueError(
+            f"candidate ranking needs a model with a VQA answer decoder (e.g. blip-vqa-base); "
+            f"{key} models generate answers instead"
+        )
 
 
 def ask_stream(
     family: Family,
     pairs: Iterable[tuple[ImageSource, object]],
     *,
-    generation: GenerationSettings,
     load: LoadSettings,
+    generation: GenerationSettings,
     candidates: list[str] | None = None,
 ) -> Iterator[Answer]:
     """Answer each (image, question) pair, in order; a bad image or question fails alone.
@@ -31,13 +43,15 @@ def ask_stream(
     With `candidates`, answers are ranked from that closed list instead of generated
     (LAVIS "rank" mode): each candidate gets its share of probability.
     """
-    if candidates is not None:
+    model: Generator | Ranker
+    check_ask(family, {"candidates": candidates})
+    if candidates is not None and isinstance(family, Ranker):
         candidates = clean_texts(candidates, "candidate answer")
-        if not hasattr(family, "rank"):
-            raise ValueError(
-                f"candidate ranking needs a model with a VQA answer decoder (e.g. blip-vqa-base); "
-                f"{family.key} models generate answers instead"
-            )
+        model = family
+    elif isinstance(family, Generator):
+        model = family
+    else:
+        raise ValueError(f"{family.key} models cannot generate answers")
 
     def items() -> Iterator[Item[str]]:
         for source, question in pairs:
@@ -48,13 +62,14 @@ def ask_stream(
                 continue
             yield Item(source, extra=q)
 
-    def prepare(images, questions):  # type: ignore[no-untyped-def]
-        return family.prepare(images, [family.question_prompt(q) for q in questions])
+    def prepare(images: list[Any], questions: list[str | None]) -> Any:
+        return model.prepare(images, [model.question_prompt(q or "") for q in questions])
 
-    def compute(batch):  # type: ignore[no-untyped-def]
-        if candidates is not None:
-            return family.rank(batch, candidates)  # type: ignore[attr-defined]
-        return family.generate(batch, generation)
+    def compute(batch: Any) -> Any:
+        if isinstance(model, Ranker) and candidates is not None:
+            return model.rank(batch, candidates)
+        assert isinstance(model, Generator)
+        return model.generate(batch, generation)
 
     for item, result in run_batched(
         items(),
@@ -67,7 +82,7 @@ def ask_stream(
     ):
         question = item.extra or ""
         if isinstance(result, BaseException):
-            yield Answer.failed(item.source.key, question, result)
+            yield Answer.failed(item.source.key, result, question=question)
         elif candidates is not None:
             probs = torch.as_tensor(result).float().softmax(-1).tolist()
             ranking = sorted(zip(candidates, probs, strict=True), key=lambda x: -x[1])
@@ -78,6 +93,6 @@ def ask_stream(
         else:
             best = max(result, key=lambda c: c.logprob)  # the most probable answer sequence
             yield Answer(
-                best.text, math.exp(best.logprob), question, score=best.score,
+                best.text, math.exp(best.logprob), question, mean_logprob=best.mean_logprob,
                 source=item.source.key,
             )  # fmt: skip

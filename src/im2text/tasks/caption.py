@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from im2text.config import GenerationSettings, LoadSettings
 from im2text.engine.batching import Item, run_batched
@@ -12,40 +12,47 @@ from im2text.images import ImageLimits, ImageSource
 from im2text.results import Caption
 from im2text.tasks._common import clean_text
 
+from im2text.families.base import Generator, Matcher
+
 if TYPE_CHECKING:
-    from im2text.families.base import Candidate, DualEncoder, Family
+    from im2text.families.base import Family
+    from im2text.results import Candidate
 
 
 def caption_stream(
     family: Family,
     sources: Iterable[ImageSource],
     *,
-    prompt: str | None,
-    generation: GenerationSettings,
     load: LoadSettings,
-    reranker: DualEncoder | None = None,
+    generation: GenerationSettings,
+    prompt: str | None = None,
+    rerank: Matcher | None = None,
 ) -> Iterator[Caption]:
     """Caption `sources` lazily; one `Caption` per source, in order, errors included.
 
-    With a `reranker` (BLIP ITM or CLIP), several candidates are generated and ordered by how
-    well they match the image — BLIP's own recipe for choosing a caption.
+    With a `rerank` matcher (BLIP ITM or CLIP), several candidates are generated and ordered by
+    how well they match the image — BLIP's own recipe for choosing a caption.
     """
-    prompt = _sanitize_prompt(prompt) or family.default_prompt
+    if not isinstance(family, Generator):
+        raise ValueError(f"{family.key} models do not generate text")
+    gen: Generator = family
+    reranker = rerank
+    prompt = _sanitize_prompt(prompt) or gen.default_prompt
     if reranker is not None and generation.num_return_sequences == 1:
         n = RERANK_CANDIDATES
         generation = generation.merged(
             num_return_sequences=n, num_beams=max(n, generation.num_beams)
         )
 
-    def prepare(images, _extras):  # type: ignore[no-untyped-def]
-        batch = family.prepare(images, [prompt] * len(images))
+    def prepare(images: list[Any], _extras: list[None]) -> Any:
+        batch = gen.prepare(images, [prompt] * len(images))
         return (batch, reranker.prepare_images(images)) if reranker else (batch, None)
 
-    def compute(batch):  # type: ignore[no-untyped-def]
-        cands = family.generate(batch[0], generation)
+    def compute(batch: Any) -> Any:
+        cands = gen.generate(batch[0], generation)
         if reranker is None:
-            return [sorted(c, key=lambda x: x.score, reverse=True) for c in cands]
-        return _rerank(reranker, batch[1], cands, prompt if family.prompt_is_prefix else None)
+            return [sorted(c, key=lambda x: x.mean_logprob, reverse=True) for c in cands]
+        return _rerank(reranker, batch[1], cands, prompt if gen.prompt_is_prefix else None)
 
     items: Iterator[Item[None]] = (Item(s) for s in sources)
     for item, result in run_batched(
@@ -61,11 +68,11 @@ def caption_stream(
             yield Caption.failed(item.source.key, result)
             continue
         ranked = result
-        if prompt and family.prompt_is_prefix:
+        if prompt and gen.prompt_is_prefix:
             # The model continued the user's words: the caption is the whole sentence.
             ranked = [replace(c, text=_join(prompt, c.text)) for c in ranked]
         best = ranked[0]
-        yield Caption(best.text, best.score, tuple(ranked), source=item.source.key)
+        yield Caption(best.text, best.mean_logprob, tuple(ranked), source=item.source.key)
 
 
 RERANK_CANDIDATES = 5  # candidates generated per image when re-ranking and none were asked for
@@ -76,7 +83,7 @@ def _join(prompt: str, text: str) -> str:
 
 
 def _rerank(
-    reranker: DualEncoder,
+    reranker: Matcher,
     image_inputs: dict,
     cands: list[list[Candidate]],
     prompt: str | None,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from im2text.config import GenerationSettings, LoadSettings
 from im2text.engine.batching import Item, run_batched
 from im2text.engine.layout import join_rows, reading_order
+from im2text.families.base import Reader
 from im2text.images import ImageLimits, ImageSource
 from im2text.results import Reading
 
@@ -19,16 +20,19 @@ def read_stream(
     family: Family,
     sources: Iterable[ImageSource],
     *,
-    page: bool | None,
-    generation: GenerationSettings,
     load: LoadSettings,
+    generation: GenerationSettings,
+    page: bool | None = None,
 ) -> Iterator[Reading]:
     """Read each image; `page=False` reads it as one line (line recognisers like TrOCR)."""
+    if not isinstance(family, Reader):
+        raise ValueError(f"{family.key} models do not read text")
+    reader: Reader = family
     items: Iterator[Item[None]] = (Item(s) for s in sources)
     for item, result in run_batched(
         items,
         prepare=lambda images, _extras: images,
-        compute=lambda images: family.read(images, page=page, settings=generation),  # type: ignore[attr-defined]
+        compute=lambda images: reader.read(images, page=page, settings=generation),
         batch_size=load.batch_size,
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),

@@ -108,7 +108,11 @@ def fit(
         config = _with_default_metric(config, val_set)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
+    from im2text.families import Trainable
+
     family = model.family
+    if not isinstance(family, Trainable):
+        raise ValueError(f"training {family.key} models is not supported")
     net = family.model
     device = family.device
     _set_seed(config.seed)
@@ -340,7 +344,7 @@ def _save_model(model: Any, target: Path, config: TrainConfig, trainer_state: An
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     net = model.family.model
-    if config.lora and hasattr(net, "merge_and_unload") and config.lora_merge:
+    if config.lora and config.lora_merge and _is_peft(net):
         merged = net.merge_and_unload()
         model.family.model = merged
         model.save(tmp)
@@ -362,6 +366,12 @@ def _save_model(model: Any, target: Path, config: TrainConfig, trainer_state: An
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _is_peft(net: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(net, PeftModel)
+
+
 def _add_lora(family: Any, config: TrainConfig) -> Any:
     """Wrap the language model with LoRA adapters; everything else is frozen."""
     try:
@@ -371,7 +381,9 @@ def _add_lora(family: Any, config: TrainConfig) -> Any:
     net = family.model
     for p in net.parameters():
         p.requires_grad_(False)
-    targets = family.lora_targets() if hasattr(family, "lora_targets") else ["q_proj", "v_proj"]
+    from im2text.families import LoraAdaptable
+
+    targets = family.lora_targets() if isinstance(family, LoraAdaptable) else ["q_proj", "v_proj"]
     lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.05,
                       target_modules=targets)  # fmt: skip
     peft_model = get_peft_model(net, lora)

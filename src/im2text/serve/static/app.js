@@ -168,13 +168,13 @@ function card(model) {
 // What each task's record says, and a 0..1 number for the confidence bar.
 function summarize(task, r) {
   if (task === "caption") {
-    const p = Math.exp(r.score);
-    return { text: r.caption, score: "log-p " + r.score.toFixed(3), bar: p };
+    const p = Math.exp(r.mean_logprob);
+    return { text: r.caption, score: "log-p " + r.mean_logprob.toFixed(3), bar: p };
   }
   if (task === "ask") {
     return { text: r.answer, score: "confidence " + r.confidence.toFixed(3), bar: r.confidence };
   }
-  const scores = r.lines.map((l) => l.score);
+  const scores = r.lines.map((l) => l.confidence);
   const mean = scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : 0;
   return {
     text: r.text || "(no text found)",

@@ -18,50 +18,36 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-__all__ = [
-    "CORPUS",
-    "TINY_FAMILIES",
-    "TINY_KINDS",
-    "build_checkpoint",
-    "shape_corpus",
-    "shape_dataset",
-    "shape_image",
-]
+from im2text.testing.data import CORPUS
 
-COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
-SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
-SIZES = ("small", "large")
+__all__ = ["TINY_FAMILIES", "TINY_KINDS", "build_checkpoint"]
 
 
-def shape_corpus() -> list[str]:
-    """Sentences covering the synthetic shapes captions and some general captioning words."""
-    lines = [f"a {s} {c} {sh}" for s in SIZES for c in COLORS for sh in SHAPES]
-    lines += [f"a {c} {sh} on a gray background" for c in COLORS for sh in SHAPES]
-    lines += [
-        "a photo of a cat sitting on a couch",
-        "a picture of a dog running in the park",
-        "two people standing next to a train",
-        "what is in the image ? the answer is yes no one two three",
-        "question : answer : describe the image in detail . a short description",
-        "an astronaut in space , a coffee cup on a table , a man riding a horse",
-    ]
-    return lines
-
-
-CORPUS = shape_corpus()
 
 
 # --- tokenizers ---------------------------------------------------------------------------------
 
 
 def _wordpiece_vocab(corpus: Iterable[str], specials: list[str], size: int = 300) -> dict[str, int]:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        list(corpus), trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials)
-    )
-    return tok.get_vocab()
+    """A WordPiece vocabulary: specials, every character (word-initial and `##` continuation),
+    then whole words by frequency, ties by spelling.
+
+    Built by hand from the `tokenizers` BERT normaliser + pre-tokeniser rather than with its
+    WordPieceTrainer: the trainer breaks frequency ties in hash order, which changes with every
+    process, so the same corpus gave a different vocabulary (and so different learning runs)
+    each time. This one is the same in every process.
+    """
+    norm = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: dict[str, int] = {}
+    for line in corpus:
+        for word, _span in pre.pre_tokenize_str(norm.normalize_str(line)):
+            counts[word] = counts.get(word, 0) + 1
+    chars = sorted({c for w in counts for c in w})
+    tokens = [*specials, *chars, *(f"##{c}" for c in chars)]
+    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    tokens += words[: max(0, size - len(tokens))]
+    return {t: i for i, t in enumerate(tokens)}
 
 
 def _bert_tokenizer(extra_specials: tuple[str, ...] = (), vocab_size: int | None = None):
@@ -116,8 +102,11 @@ def _unigram_tokenizer():
     )
     import json
 
-    vocab = [tuple(v) for v in json.loads(tok.to_str())["model"]["vocab"]]
-    return T5Tokenizer(vocab=vocab, extra_ids=0)
+    # The trainer orders equal-score pieces in hash order (a different id order per process):
+    # keep the specials first and sort the rest by (rounded score, piece), so ids are stable.
+    trained = [(str(p), round(float(sc), 4)) for p, sc in json.loads(tok.to_str())["model"]["vocab"]]
+    specials, rest = trained[:3], sorted(trained[3:], key=lambda v: (-v[1], v[0]))
+    return T5Tokenizer(vocab=[*specials, *rest], extra_ids=0)
 
 
 # --- family builders ----------------------------------------------------------------------------
@@ -206,14 +195,13 @@ def _qformer_and_vision(image_size: int = _IMAGE) -> dict:
     )
 
 
-def _build_blip2(out: Path, *, lm: str = "opt") -> None:
-    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
-
+def _blip2_lm(lm: str, *, add_bos: bool = True, t5_bos: str | None = None) -> tuple[Any, dict]:
+    """The LLM's tokenizer (with an `<image>` token) and text config: "opt" or "t5"."""
     if lm == "opt":
         tok = _bpe_tokenizer("GPT2Tokenizer", pad_token="<pad>")
         tok.add_special_tokens({"bos_token": "</s>", "eos_token": "</s>"})
         tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-        tok.add_bos_token = True
+        tok.add_bos_token = add_bos
         text_config = dict(
             model_type="opt",
             vocab_size=len(tok),
@@ -227,10 +215,24 @@ def _build_blip2(out: Path, *, lm: str = "opt") -> None:
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )
-    else:
-        tok = _unigram_tokenizer()
-        tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-        text_config = _t5_config(tok)
+        return tok, text_config
+    if lm != "t5":
+        raise ValueError(f"lm must be 'opt' or 't5', not {lm!r}")
+    tok = _unigram_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return tok, _t5_config(tok, bos=t5_bos)
+
+
+def _build_blip2(
+    out: Path, *, lm: str = "opt", add_bos: bool = True, t5_bos: str | None = None
+) -> None:
+    """BLIP-2 with an OPT or T5 LLM. `add_bos=False`: an OPT tokenizer that adds no BOS (the
+    config still names one, as generate's start token). `t5_bos`: the T5 config's
+    `bos_token_id` — "eos" (`</s>`, as Salesforce's Flan-T5 conversions set it), "new" (a
+    token of its own, `<s>`), or None (unset: transformers' own T5 default)."""
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
+
+    tok, text_config = _blip2_lm(lm, add_bos=add_bos, t5_bos=t5_bos)
     image_token = tok.convert_tokens_to_ids("<image>")
     config = Blip2Config(
         text_config=text_config, image_token_index=image_token, **_qformer_and_vision()
@@ -245,7 +247,17 @@ def _build_blip2(out: Path, *, lm: str = "opt") -> None:
     ).save_pretrained(out)
 
 
-def _t5_config(tok) -> dict:
+def _t5_config(tok, bos: str | None = None) -> dict:
+    """A tiny T5 text config. `bos`: what `bos_token_id` (generate's start token when no text
+    is given) is — None (unset), "eos" (`</s>`) or "new" (a `<s>` token added to `tok`)."""
+    bos_id = None
+    if bos == "eos":
+        bos_id = tok.eos_token_id
+    elif bos == "new":
+        tok.add_special_tokens({"bos_token": "<s>"})
+        bos_id = tok.bos_token_id
+    elif bos is not None:
+        raise ValueError(f"bos must be None, 'eos' or 'new', not {bos!r}")
     return dict(
         model_type="t5",
         vocab_size=len(tok),
@@ -258,25 +270,27 @@ def _t5_config(tok) -> dict:
         decoder_start_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        bos_token_id=None,
+        bos_token_id=bos_id,
     )
 
 
-def _build_instructblip(out: Path) -> None:
+def _build_instructblip(
+    out: Path, *, lm: str = "t5", add_bos: bool = True, t5_bos: str | None = None
+) -> None:
+    """InstructBLIP with a T5 (default) or OPT LLM; `add_bos`, `t5_bos` as for BLIP-2."""
     from transformers import (
         InstructBlipConfig,
         InstructBlipForConditionalGeneration,
         InstructBlipProcessor,
     )
 
-    tok = _unigram_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok, text_config = _blip2_lm(lm, add_bos=add_bos, t5_bos=t5_bos)
     qtok = _bert_tokenizer()
     parts = _qformer_and_vision()
     parts["qformer_config"]["vocab_size"] = len(qtok)
     parts["qformer_config"]["pad_token_id"] = qtok.pad_token_id
     config = InstructBlipConfig(
-        text_config=_t5_config(tok),
+        text_config=text_config,
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         **parts,
     )
@@ -373,22 +387,51 @@ def _clip_tokenizer():
     """CLIP-style BPE: lower-cased, words end with `</w>`."""
     from transformers import CLIPTokenizer
 
-    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        CORPUS,
-        trainers.BpeTrainer(
-            vocab_size=300,
-            special_tokens=["<|startoftext|>", "<|endoftext|>"],
-            end_of_word_suffix="</w>",
-        ),
-    )
-    import json
+    vocab, merges = _bpe_merges(CORPUS, specials=["<|startoftext|>", "<|endoftext|>"], size=300)
+    return CLIPTokenizer(vocab=vocab, merges=merges, pad_token="<|endoftext|>")
 
-    model = json.loads(tok.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return CLIPTokenizer(vocab=model["vocab"], merges=merges, pad_token="<|endoftext|>")
+
+def _bpe_merges(
+    corpus: Iterable[str], *, specials: list[str], size: int
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train CLIP-style BPE (words split by the `tokenizers` Whitespace pre-tokeniser, the last
+    symbol of a word marked `</w>`): merge the most frequent pair, ties by spelling.
+
+    Written here instead of `tokenizers`' BpeTrainer, which orders the alphabet and breaks ties
+    between equal-count merges in hash order, so its vocabulary changed in every process.
+    """
+    pre = pre_tokenizers.Whitespace()
+    counts: dict[tuple[str, ...], int] = {}
+    for line in corpus:
+        for word, _span in pre.pre_tokenize_str(line.lower()):
+            symbols = (*word[:-1], word[-1] + "</w>")
+            counts[symbols] = counts.get(symbols, 0) + 1
+    tokens = [*specials, *sorted({sym for w in counts for sym in w})]
+    merges: list[tuple[str, str]] = []
+    while len(tokens) < size:
+        pairs: dict[tuple[str, str], int] = {}
+        for w, n in counts.items():
+            for pair in zip(w, w[1:]):
+                pairs[pair] = pairs.get(pair, 0) + n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pr: (-pairs[pr], pr))
+        merges.append(best)
+        tokens.append(best[0] + best[1])
+        merged: dict[tuple[str, ...], int] = {}
+        for w, n in counts.items():
+            out: list[str] = []
+            i = 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            merged[tuple(out)] = merged.get(tuple(out), 0) + n
+        counts = merged
+    return {t: i for i, t in enumerate(tokens)}, merges
 
 
 def _build_vit(out: Path) -> None:
@@ -466,6 +509,14 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "blip2-opt": lambda out: _build_blip2(out, lm="opt"),
     "blip2-t5": lambda out: _build_blip2(out, lm="t5"),
     "instructblip": _build_instructblip,
+    # Start-token variants (the unconditional caption's first LLM token, see families/blip2.py):
+    # an OPT tokenizer that adds no BOS, and T5 configs whose bos_token_id is set.
+    "blip2-opt-nobos": lambda out: _build_blip2(out, lm="opt", add_bos=False),
+    "blip2-t5-eosbos": lambda out: _build_blip2(out, lm="t5", t5_bos="eos"),
+    "blip2-t5-bos": lambda out: _build_blip2(out, lm="t5", t5_bos="new"),
+    "instructblip-opt": lambda out: _build_instructblip(out, lm="opt"),
+    "instructblip-opt-nobos": lambda out: _build_instructblip(out, lm="opt", add_bos=False),
+    "instructblip-t5-bos": lambda out: _build_instructblip(out, lm="t5", t5_bos="new"),
     "git": _build_git,
     "vision-encoder-decoder": _build_vision_encoder_decoder,
 }
@@ -486,12 +537,22 @@ def build_checkpoint(kind: str, root: str | os.PathLike, **kwargs) -> Path:
 
     Args:
         kind: one of `TINY_FAMILIES`, or "blip" with keyword arguments for a custom size.
-        root: parent folder.
+        root: parent folder; the checkpoint goes to `root/kind` (default size) or
+            `root/kind-HASH` (HASH of `kwargs`), so each size is cached under its own name.
         **kwargs: passed to the builder (e.g. `hidden=96, layers=2, image_size=64` for BLIP).
     """
+    import hashlib
+    import json
+
     import torch
 
-    out = Path(root) / kind
+    if kind not in _BUILDERS:
+        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(TINY_KINDS)}")
+    name = kind
+    if kwargs:  # a custom size must never be answered with the cached default one
+        digest = hashlib.sha1(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()
+        name = f"{kind}-{digest[:10]}"
+    out = Path(root) / name
     if (out / "config.json").exists():
         return out
     torch.manual_seed(0)
@@ -502,66 +563,3 @@ def build_checkpoint(kind: str, root: str | os.PathLike, **kwargs) -> Path:
     return out
 
 
-# --- synthetic shapes data (learning tests, demos) ----------------------------------------------
-
-_RGB = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (235, 210, 40),
-    "purple": (140, 50, 170),
-    "orange": (245, 140, 30),
-    "white": (250, 250, 250),
-    "black": (15, 15, 15),
-}
-
-
-def shape_image(color: str, shape: str, size: str, *, image_size: int = 64, rng=None):
-    """One shape of a colour and size at a random place on a gray background (PIL RGB image)."""
-    import random
-
-    from PIL import Image, ImageDraw
-
-    rng = rng or random.Random()
-    img = Image.new("RGB", (image_size, image_size), (128, 128, 128))
-    draw = ImageDraw.Draw(img)
-    r = image_size * (0.34 if size == "large" else 0.2) * rng.uniform(0.9, 1.1)
-    cx = rng.uniform(r + 1, image_size - r - 1)
-    cy = rng.uniform(r + 1, image_size - r - 1)
-    fill = _RGB[color]
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if shape == "circle":
-        draw.ellipse(box, fill=fill)
-    elif shape == "square":
-        draw.rectangle(box, fill=fill)
-    elif shape == "triangle":
-        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
-    elif shape == "star":
-        import math
-
-        pts = [
-            (cx + rad * math.sin(k * math.pi / 5), cy - rad * math.cos(k * math.pi / 5))
-            for k, rad in zip(range(10), [r, r * 0.4] * 5, strict=True)
-        ]
-        draw.polygon(pts, fill=fill)
-    elif shape == "cross":
-        w = r / 3
-        draw.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fill)
-        draw.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fill)
-    elif shape == "ring":
-        draw.ellipse(box, outline=fill, width=max(2, int(r / 3)))
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    return img
-
-
-def shape_dataset(n: int, *, seed: int = 0, image_size: int = 64):
-    """`n` (image, caption) pairs: "a {size} {color} {shape}", uniformly drawn."""
-    import random
-
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        c, s, z = rng.choice(COLORS), rng.choice(SHAPES), rng.choice(SIZES)
-        out.append((shape_image(c, s, z, image_size=image_size, rng=rng), f"a {z} {c} {s}"))
-    return out

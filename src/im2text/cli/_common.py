@@ -1,0 +1,168 @@
+"""What every command group shares: exit codes, model and generation options, the bulk loop.
+
+Flag defaults and help come from the config dataclasses (`LoadSettings`, `GenerationSettings`,
+`TrainConfig`, `ServeConfig`): each default is stated once, where the field is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from im2text.config import GenerationSettings, LoadSettings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MODEL, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+@functools.cache
+def field_help(cls: type) -> dict[str, str]:
+    """Each dataclass field's trailing `# comment` (the house style), as help text."""
+    lines = textwrap.dedent(inspect.getsource(cls)).splitlines()
+    tree = ast.parse("\n".join(lines))
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            line = lines[node.lineno - 1]
+            if "#" in line:
+                out[node.target.id] = line.split("#", 1)[1].strip()
+    return out
+
+
+def default(cls: type, name: str) -> Any:
+    """A dataclass field's default."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def with_default(cls: type, name: str, text: str | None = None) -> str:
+    """Help text for a flag: the field's comment (or `text`) and its default."""
+    return f"{text or field_help(cls).get(name, '')} (default: {default(cls, name)})"
+
+
+def add_model_args(p: argparse.ArgumentParser, default_model: str | None) -> None:
+    p.add_argument(
+        "--model", "-m", default=default_model,
+        help=f"preset, Hub id or local dir (default: {default_model})",
+    )  # fmt: skip
+    p.add_argument("--device", default=default(LoadSettings, "device"),
+                   help=with_default(LoadSettings, "device"))  # fmt: skip
+    p.add_argument("--dtype", default=default(LoadSettings, "dtype"),
+                   help=with_default(LoadSettings, "dtype"))  # fmt: skip
+    p.add_argument("--revision", help=field_help(LoadSettings)["revision"])
+
+
+# CLI flag -> GenerationSettings field, where the flag reads better than the field's name.
+_GENERATION_FLAGS = {"do_sample": "--sample", "num_return_sequences": "--num-captions"}
+
+
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation (defaults come from the model's preset)")
+    for f in dataclasses.fields(GenerationSettings):
+        flag = _GENERATION_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        text = field_help(GenerationSettings).get(f.name, "")
+        if f.type in (bool, "bool"):
+            g.add_argument(flag, dest=f.name, action="store_const", const=True, help=text)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], int)
+            g.add_argument(flag, dest=f.name, type=kind, help=text)
+
+
+def generation(args: argparse.Namespace) -> dict[str, Any]:
+    """The GenerationSettings fields given on the command line."""
+    names = (f.name for f in dataclasses.fields(GenerationSettings))
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def add_loading_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", "-b", type=int, default=default(LoadSettings, "batch_size"),
+                   help=with_default(LoadSettings, "batch_size"))  # fmt: skip
+    p.add_argument("--workers", type=int, default=default(LoadSettings, "num_workers"),
+                   help=with_default(LoadSettings, "num_workers"))  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    import im2text
+
+    args._loading = True
+    model = im2text.load(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        revision=args.revision,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
+    args._loading = False
+    args.model_name = model.name
+    return model
+
+
+def bulk(
+    args: argparse.Namespace,
+    items: list[Any],
+    key: Callable[[Any], tuple[str, ...]],
+    run: Callable[[Any, list[Any]], Iterable[Any]],
+    *,
+    fields: tuple[str, ...],
+    key_fields: tuple[str, ...] = ("path",),
+    skip: Callable[[Any], bool] | None = None,
+    emit: Callable[[Any, Any], None] | None = None,
+) -> int:
+    """The bulk loop every task command shares: resume from --output, run, write, count.
+
+    Args:
+        items: the inputs (sources or (source, question) pairs).
+        key: item -> its record key tuple (to skip what --output already holds).
+        run: (model, todo) -> iterator of results with `.ok` and `.to_record(model_name)`.
+        skip: item -> True to skip it for another reason (e.g. its sidecar exists).
+        emit: (result, writer) -> None, instead of printing records to stdout (no --output).
+    """
+    from im2text.jobs.records import RecordWriter
+
+    writer = (
+        RecordWriter(
+            args.output, fields=fields, key_fields=key_fields, retry_errors=args.retry_errors
+        )
+        if args.output
+        else None
+    )
+    todo = [
+        it for it in items if not (writer and key(it) in writer.done) and not (skip and skip(it))
+    ]
+    if len(todo) < len(items):
+        err(f"im2text: {len(items) - len(todo)} of {len(items)} items already done; "
+            f"{len(todo)} to go")  # fmt: skip
+    if not todo:
+        if writer:
+            writer.close()
+        return EXIT_OK
+    model = load_model(args)
+    failed = 0
+    try:
+        for result in run(model, todo):
+            if writer:
+                writer.write(result.to_record(model.name))
+            if emit is not None:
+                emit(result, writer)
+            elif not writer:
+                print(json.dumps(result.to_record(model.name), ensure_ascii=False), flush=True)
+            failed += not result.ok
+    finally:
+        if writer:
+            writer.close()
+    if failed:
+        err(f"im2text: {failed} of {len(todo)} items failed (see the 'error' field)")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

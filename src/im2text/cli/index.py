@@ -1,0 +1,63 @@
+"""`im2text index` (embed images into a searchable, incremental index) and `im2text search`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from im2text.cli._common import EXIT_OK, EXIT_PARTIAL, add_loading_args, add_model_args, err, load_model
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("index", help="embed images into a searchable index (incremental)")
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.add_argument("--out", required=True, help="index folder (created or extended)")
+    add_loading_args(p)
+    add_model_args(p, "clip-vit-base-patch32")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("search", help="search an index with a text or an image")
+    p.add_argument("index", help="index folder made by `im2text index`")
+    p.add_argument("query", help="text, or the path of an image")
+    p.add_argument("--top-k", "-k", type=int, default=5)
+    p.add_argument("--faiss", action="store_true", help="use faiss (exact inner product)")
+    add_model_args(p, None)
+    p.set_defaults(func=_cmd_search, batch_size=8, workers=1)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from im2text.images import expand_inputs
+    from im2text.jobs.index import EmbeddingIndex
+
+    sources = expand_inputs(args.inputs)
+    model = load_model(args)
+    dim = int(model.embed(texts=["probe"]).shape[1])
+    index = EmbeddingIndex.open_or_create(args.out, model=args.model, dim=dim)
+    todo = [s for s in sources if s.key not in index]
+    err(f"im2text: index has {len(index)} images; adding {len(todo)} new")
+    failed = 0
+    for emb in model.embed_iter(todo, progress=not args.no_progress, total=len(todo)):
+        if not emb.ok:
+            failed += 1
+            err(f"im2text: {emb.error}")
+            continue
+        index.add(emb.source, emb.vector)
+    err(f"im2text: index now holds {len(index)} images")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from im2text.jobs.index import EmbeddingIndex
+
+    index = EmbeddingIndex(args.index)
+    args.model = args.model or index.meta["model"]
+    model = load_model(args)
+    if Path(args.query).is_file():  # an image query: find similar images
+        query = model.embed(args.query)[0]
+    else:
+        query = model.embed(texts=[args.query])[0]
+    for hit in index.search(query, args.top_k, use_faiss=args.faiss):
+        print(json.dumps({"path": hit.path, "score": round(hit.score, 6)}), flush=True)
+    return EXIT_OK

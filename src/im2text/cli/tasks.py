@@ -1,0 +1,192 @@
+"""The bulk task commands — `im2text caption|ask|read|match|classify|embed` — one per row of
+the task table, with the few options a command adds of its own (sidecars, question files,
+plain-text output)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from im2text.cli._common import (
+    add_generation_args,
+    add_loading_args,
+    add_model_args,
+    bulk,
+    err,
+    generation,
+)
+from im2text.tasks import TASKS, TaskSpec
+
+
+def add_parsers(sub: Any) -> None:
+    for spec in TASKS.values():
+        p = sub.add_parser(spec.name, help=spec.help + " (resumable bulk runs)")
+        p.add_argument("inputs", nargs="*" if spec.pairs else "+",
+                       help="image files, folders (recursive) or globs")  # fmt: skip
+        add_loading_args(p)
+        p.add_argument("--output", "-o", help="FILE.jsonl or FILE.csv; rerunning resumes it")
+        p.add_argument("--retry-errors", action="store_true",
+                       help="with --output: run again the items whose record has an error")  # fmt: skip
+        add_model_args(p, spec.default_model)
+        for param in spec.params:
+            if param.flags:
+                p.add_argument(*param.flags, dest=param.name, help=param.help, **param.cli)
+        _EXTRA_ARGS.get(spec.name, lambda p: None)(p)
+        if spec.generates:
+            add_generation_args(p)
+        p.set_defaults(func=run_task, spec=spec)
+
+
+def run_task(args: argparse.Namespace) -> int:
+    spec: TaskSpec = args.spec
+    params = {p.name: getattr(args, p.name) for p in spec.params if p.flags}
+    params.update(_CONVERT.get(spec.name, lambda a: {})(args))
+    items = _inputs(spec, args)
+
+    def run(model: Any, todo: list[Any]) -> Iterable[Any]:
+        kwargs = {**params, **(generation(args) if spec.generates else {})}
+        return model.stream(
+            spec.name, todo, progress=not args.no_progress, total=len(todo), **kwargs
+        )
+
+    hooks = _HOOKS.get(spec.name, {})
+    return bulk(
+        args,
+        items,
+        key=lambda it: _key(spec, it),
+        run=run,
+        fields=spec.fields,
+        key_fields=spec.key_fields,
+        skip=hooks.get("skip", lambda a: None)(args),
+        emit=hooks.get("emit", lambda a: None)(args),
+    )
+
+
+def _key(spec: TaskSpec, item: Any) -> tuple[str, ...]:
+    if spec.pairs:
+        source, question = item
+        return (source.key, " ".join(str(question).split()))
+    return (item.key,)
+
+
+def _inputs(spec: TaskSpec, args: argparse.Namespace) -> list[Any]:
+    from im2text.images import ImageSource, expand_inputs
+
+    if not spec.pairs:
+        return expand_inputs(args.inputs)
+    if args.questions and args.inputs:
+        raise ValueError("give images either as arguments or in --questions FILE, not both")
+    raw: list[tuple[Any, str]]
+    if args.questions:
+        raw = _read_pairs(args.questions)
+    elif args.question:
+        raw = [(s, q) for s in expand_inputs(args.inputs) for q in args.question]
+    else:
+        raise ValueError("give --question (repeatable) or --questions FILE.csv")
+    return [(s if isinstance(s, ImageSource) else ImageSource(s, Path(s)), q) for s, q in raw]
+
+
+def _read_pairs(path: str) -> list[tuple[Any, str]]:
+    """image,question rows from a CSV (header `image,question`) or JSONL file."""
+    text = Path(path).read_text(encoding="utf-8")
+    jsonl = path.endswith(".jsonl")
+    if jsonl:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+    pairs: list[tuple[Any, str]] = []
+    for i, row in enumerate(rows, start=1 if jsonl else 2):
+        if not isinstance(row, dict) or "image" not in row or "question" not in row:
+            raise ValueError(f"{path}:{i}: need 'image' and 'question' fields")
+        image = Path(row["image"])
+        if not image.is_absolute():
+            image = Path(path).parent / image
+        pairs.append((str(image), row["question"]))
+    return pairs
+
+
+# --- what single commands add --------------------------------------------------------------------
+
+
+def _caption_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sidecar", action="store_true",
+                   help="write photo.txt beside each photo.jpg (skips existing ones)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="with --sidecar: replace .txt files")
+
+
+def _ask_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--question", "-q", action="append", help="ask every image (repeatable)")
+    p.add_argument("--questions", help="CSV (image,question) or JSONL file of pairs")
+
+
+def _read_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", choices=("auto", "page", "line"), default="auto",
+                   help="TrOCR: find lines first (page) or read the image as one line")  # fmt: skip
+    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl",
+                   help="stdout format when no --output is given")  # fmt: skip
+
+
+_EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "caption": _caption_args,
+    "ask": _ask_args,
+    "read": _read_args,
+}
+
+
+def _split_labels(spec: str) -> list[str]:
+    """`cat,dog` or `@labels.txt` (one label per line)."""
+    if spec.startswith("@"):
+        lines = Path(spec[1:]).read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    return [p.strip() for p in spec.split(",") if p.strip()]
+
+
+# Command-line spellings -> task parameters.
+_CONVERT: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "read": lambda a: {"page": {"auto": None, "page": True, "line": False}[a.layout]},
+    "classify": lambda a: {"labels": _split_labels(a.labels) if a.labels else None},
+}
+
+
+def _caption_hooks() -> dict[str, Callable[[argparse.Namespace], Any]]:
+    from im2text.jobs.records import sidecar_path, write_sidecar
+
+    def skip(args: argparse.Namespace) -> Any:
+        if args.sidecar and not args.overwrite:
+            return lambda s: sidecar_path(s.key).exists()
+        return None
+
+    def emit(args: argparse.Namespace) -> Any:
+        if not args.sidecar:
+            return None
+
+        def write(cap: Any, writer: Any) -> None:
+            if cap.ok:
+                write_sidecar(cap.source, cap.text, overwrite=args.overwrite)
+            elif not writer:
+                err(f"im2text: {cap.error}")
+
+        return write
+
+    return {"skip": skip, "emit": emit}
+
+
+def _read_hooks() -> dict[str, Callable[[argparse.Namespace], Any]]:
+    def emit(args: argparse.Namespace) -> Any:
+        if args.format != "text" or args.output:
+            return None
+
+        def show(reading: Any, writer: Any) -> None:
+            print(f"==> {reading.source} <==")
+            print(reading.text if reading.ok else f"error: {reading.error}", flush=True)
+
+        return show
+
+    return {"emit": emit}
+
+
+_HOOKS = {"caption": _caption_hooks(), "read": _read_hooks()}
