@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--recipe", choices=sorted(recipes), required=True)
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--repeat-first", action="store_true")
+    ap.add_argument("train_flags", nargs="*", help="extra `im2text train` flags (after --)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.repeat_first:
@@ -38,16 +39,24 @@ def main() -> int:
     for seed in seeds:
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
-            result = recipes[args.recipe](tmp, seed=seed)
-        row = {"recipe": args.recipe, "seed": seed, **result, "seconds": time.monotonic() - t0}
+            result = recipes[args.recipe](tmp, seed=seed, extra=args.train_flags)
+        row = {
+            "recipe": args.recipe,
+            "seed": seed,
+            "flags": " ".join(args.train_flags),
+            **result,
+            "seconds": round(time.monotonic() - t0, 1),
+        }
         print(json.dumps(row), flush=True)
         runs.append(row)
     for key in runs[0]:
-        if key in ("recipe", "seed", "seconds"):
+        if key in ("recipe", "seed", "seconds", "flags"):
             continue
         vals = [r[key] for r in runs]
-        print(f"{key}: min {min(vals):.3f}  median {statistics.median(vals):.3f}  "
-              f"max {max(vals):.3f}  (n={len(vals)})")  # fmt: skip
+        print(
+            f"{key}: min {min(vals):.3f}  median {statistics.median(vals):.3f}  "
+            f"max {max(vals):.3f}  (n={len(vals)})"
+        )
     return 0
 
 

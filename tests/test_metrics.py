@@ -328,27 +328,111 @@ def test_worst_first() -> None:
 
 
 # --- (d) VQA ------------------------------------------------------------------------------------
+# The expected values below were computed by running the official, unmodified
+# GT-Vision-Lab/VQA vqaTools/vqa.py + vqaEvaluation/vqaEval.py at commit a013f00 ("Fixed
+# processing answers bug", 2021-03-11) under Python 2.7.18 on exactly these cases (one question
+# per case, answer_ids 1..n), recording the unrounded per-question accuracy that evaluate() passes
+# to setEvalQA. Our port must give the very same floats.
+_OTHERS = ["dog", "bird", "cow", "horse", "sheep", "goat", "pig", "hen", "fox", "owl"]
+VQA_OFFICIAL_CASES: list[tuple[str, list[str], float]] = [
+    # All human answers identical (after whitespace cleaning): nothing is normalised, the match
+    # is exact and case-sensitive.
+    ("Yes", ["Yes"] * 10, 1.0),
+    ("yes", ["Yes"] * 10, 0.0),  # no lowercasing when the annotators agree
+    ("two", ["two"] * 10, 1.0),
+    ("two", ["2"] * 10, 0.0),  # no number words -> digits either
+    ("a dog", ["dog"] * 10, 0.0),  # nor article dropping
+    ("yes.", ["yes"] * 10, 0.0),  # nor period stripping
+    (" Yes\n", ["Yes"] * 10, 1.0),  # whitespace is always cleaned, the prediction's too
+    ("yes", ["yes\n"] * 5 + ["\tyes "] * 5, 1.0),  # identical once cleaned -> no processing...
+    ("Yes", ["yes\n"] * 5 + ["yes"] * 5, 0.0),  # ...so "Yes" stays capitalised
+    # Human answers differ: both sides get punctuation + digit/article processing.
+    ("two", ["2"] * 9 + ["3"], 1.0),
+    ("2", ["two"] * 3 + ["three"] * 7, 0.9),
+    ("a dog", ["dog"] * 4 + ["cat"] * 6, 1.0),
+    ("dog", ["the dog"] * 2 + ["a cat"] * 8, 0.6),
+    ("a dog", ["the dog"] * 2 + ["cat"] * 8, 0.6),
+    ("Yes.", ["yes"] * 9 + ["no"], 1.0),
+    ("yes", ["yes."] * 3 + ["no"] * 7, 0.9),
+    ("Yes.", ["yes."] * 3 + ["no"] * 7, 0.9),
+    ("yes", ["yes!"] * 3 + ["no"] * 7, 0.9),  # "yes!" -> "yes " -> split/join -> "yes"
+    ("Yes", ["yes"] * 9 + ["no"], 1.0),
+    ("red, white", ["red white"] * 9 + ["red"], 1.0),  # "," next to a space is deleted
+    ("dont", ["don't"] * 3 + ["do not"] * 7, 0.9),
+    ("3.5", ["3.5"] * 2 + ["3"] * 8, 0.6),  # a period before a digit stays
+    ("1,000", ["1000"] * 4 + ["100"] * 6, 1.0),
+    ("black\nand white", ["black and white"] * 3 + ["black"] * 7, 0.9),
+    ("black\nand white", ["black\tand white"] * 2 + ["black and  white\n"] + ["black"] * 7, 0.9),
+    ("\tYes \n", ["Yes"] * 10, 1.0),
+    ("blue", ["blue\n", "Blue"] + ["green"] * 8, 0.6),
+    ("two dogs", ["2  dogs"] * 3 + ["3 dogs"] * 7, 0.9),
+    ("x-ray", ["x ray"] * 3 + ["xray"] * 7, 0.9),  # "-" not next to a space becomes a space
+    ("cat", ["cat", "dog", "dog"], 0.2222222222222222),  # (0 + 1/3 + 1/3) / 3
+    # Python 2 string semantics (the official script is Python 2).
+    ("ΑΣ", ["ασ"] * 3 + ["β"] * 7, 0.9),  # no final sigma: Python 3's "ΑΣ".lower() is "ας"
+    ("İ", ["i"] * 3 + ["j"] * 7, 0.9),  # Python 2 lowercases U+0130 to a plain "i"
+    ("3.\u0665", ["3\u0665"] * 3 + ["x"] * 7, 0.9),  # \d is [0-9]: the period before "٥" goes
+    ("yes\u180e", ["yes"] * 10, 1.0),  # U+180E is whitespace to Python 2's strip()
+]
+# The prediction matches k of 10 different answers.
+VQA_OFFICIAL_CASES += [
+    ("cat", ["cat"] * k + _OTHERS[: 10 - k], acc)
+    for k, acc in enumerate([0.0, 0.3, 0.6, 0.9] + [1.0] * 7)
+]
 
 
 @pytest.mark.parametrize(
-    ("prediction", "answers"),
-    [
-        ("two", ["2"] * 10),  # number words become digits
-        ("a dog", ["dog"] * 10),  # articles are dropped
-        ("yes.", ["yes"] * 10),  # a trailing period is stripped
-        ("dont", ["don't"] * 10),  # contractions get their apostrophe back
-        ("Yes", ["yes"] * 10),  # lowercased
-        ("red, white", ["red white"] * 9 + ["red"]),  # "," with a space after it is deleted
-    ],
+    ("prediction", "answers", "official"),
+    VQA_OFFICIAL_CASES,
+    ids=[f"{i}-{p!r}" for i, (p, _, _) in enumerate(VQA_OFFICIAL_CASES)],
 )
-def test_vqa_normalization_matches(prediction: str, answers: list[str]) -> None:
-    assert vqa_accuracy({1: prediction}, {1: answers})["overall"] == pytest.approx(1.0)
+def test_vqa_matches_official_script(prediction: str, answers: list[str], official: float) -> None:
+    assert vqa_accuracy({1: prediction}, {1: answers})["per_question"][1] == official
+
+
+def test_vqa_matches_official_script_overall() -> None:
+    preds = {i: p for i, (p, _, _) in enumerate(VQA_OFFICIAL_CASES)}
+    gts = {i: a for i, (_, a, _) in enumerate(VQA_OFFICIAL_CASES)}
+    # The official script's accuracy['overall'] on all cases at once (100x, rounded to 2 places).
+    assert round(100 * vqa_accuracy(preds, gts)["overall"], 2) == 76.05
+
+
+def test_vqa_identical_human_answers_are_matched_exactly() -> None:
+    # Ten identical human answers: the official code only cleans whitespace, so "Yes" vs "Yes"
+    # is a match (the 2016 revision normalised the prediction alone and scored it 0)...
+    assert vqa_accuracy({1: "Yes"}, {1: ["Yes"] * 10})["overall"] == 1.0
+    # ...and "yes" vs ten "Yes" is not: nothing is lowercased when `len(set(gtAnswers)) == 1`.
+    assert vqa_accuracy({1: "yes"}, {1: ["Yes"] * 10})["overall"] == 0.0
+    assert vqa_accuracy({1: "two"}, {1: ["two"] * 10})["overall"] == 1.0
+    assert vqa_accuracy({1: "two"}, {1: ["2"] * 10})["overall"] == 0.0
+
+
+def test_vqa_differing_human_answers_normalise_both_sides() -> None:
+    # Human side: "two" -> "2", "the dog" -> "dog", "yes." -> "yes"; prediction side likewise.
+    assert vqa_accuracy({1: "2"}, {1: ["two"] * 3 + ["three"] * 7})["overall"] == pytest.approx(0.9)
+    assert vqa_accuracy({1: "two"}, {1: ["2"] * 9 + ["3"]})["overall"] == 1.0
+    assert vqa_accuracy({1: "a dog"}, {1: ["the dog"] * 2 + ["cat"] * 8})["overall"] == (
+        pytest.approx(0.6)
+    )
+    assert vqa_accuracy({1: "Yes."}, {1: ["yes."] * 3 + ["no"] * 7})["overall"] == (
+        pytest.approx(0.9)
+    )
+
+
+def test_vqa_whitespace_is_always_cleaned() -> None:
+    assert vqa_accuracy({1: "\tYes \n"}, {1: ["Yes"] * 10})["overall"] == 1.0
+    # Newline/tab inside an answer become spaces; with disagreeing annotators, split/join then
+    # collapses the runs of spaces.
+    answers = ["black\tand white"] * 2 + ["black and  white\n"] + ["black"] * 7
+    assert vqa_accuracy({1: "black\nand white"}, {1: answers})["overall"] == pytest.approx(0.9)
 
 
 def test_vqa_normalize_answer() -> None:
     assert normalize_answer(" The Two Dogs.\n") == "2 dogs"
     assert normalize_answer("3.5") == "3.5"  # a period before a digit stays
     assert normalize_answer("1,000") == "1000"  # comma-in-number rule: punctuation deleted
+    assert normalize_answer("yes!") == "yes"
+    assert normalize_answer("dont") == "don't"
 
 
 @pytest.mark.parametrize(("k", "expected"), [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0)])
@@ -360,32 +444,11 @@ def test_vqa_ten_annotator_average(k: int, expected: float) -> None:
     # k=2: (2*1/3 + 8*2/3) / 10 = 6/10 = 0.6
     # k=3: (3*2/3 + 7*1)   / 10 = 9/10 = 0.9
     # k=4: (4*1   + 6*1)   / 10 = 1.0
-    answers = ["cat"] * k + [
-        "dog",
-        "bird",
-        "cow",
-        "horse",
-        "sheep",
-        "goat",
-        "pig",
-        "hen",
-        "fox",
-        "owl",
-    ][: 10 - k]
+    answers = ["cat"] * k + _OTHERS[: 10 - k]
     formula = (k * min(1, (k - 1) / 3) + (10 - k) * min(1, k / 3)) / 10 if k else 0.0
     result = vqa_accuracy({"q": "cat"}, {"q": answers})
     assert result["overall"] == pytest.approx(expected)
     assert result["overall"] == pytest.approx(formula)
-
-
-def test_vqa_ground_truth_only_punctuation_processed_when_annotators_disagree() -> None:
-    # All 10 annotators agree on "two": the official script leaves ground truth untouched, while
-    # the prediction "two" becomes "2" -> no match (a known quirk of the official metric).
-    assert vqa_accuracy({1: "two"}, {1: ["two"] * 10})["overall"] == 0.0
-    # Annotators disagree: ground truth gets punctuation processing ("yes." -> "yes")...
-    assert vqa_accuracy({1: "yes"}, {1: ["yes."] * 3 + ["no"] * 7})["overall"] == pytest.approx(0.9)
-    # ...which turns "yes!" into "yes " (the "!" becomes a space and nothing strips it).
-    assert vqa_accuracy({1: "yes"}, {1: ["yes!"] * 3 + ["no"] * 7})["overall"] == 0.0
 
 
 def test_vqa_types_and_errors() -> None:

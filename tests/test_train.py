@@ -142,7 +142,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tiny, tmp_path: Path) -> Non
 def test_compose_vit_and_gpt2_then_train_and_caption(tmp_path: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTImageProcessor, ViTModel
 
-    from im2text.testing import _bpe_tokenizer
+    from im2text.testing.checkpoints import _bpe_tokenizer
 
     enc_dir, dec_dir = tmp_path / "vit", tmp_path / "gpt2"
     vit = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,

@@ -50,7 +50,8 @@ class GenerationSettings:
         """Keyword arguments for transformers' `generate`."""
         kw: dict[str, Any] = dict(
             max_new_tokens=self.max_new_tokens,
-            min_new_tokens=self.min_new_tokens or None,
+            # A preset's minimum never exceeds a call's smaller maximum.
+            min_new_tokens=min(self.min_new_tokens, self.max_new_tokens) or None,
             num_beams=self.num_beams,
             do_sample=self.do_sample,
             num_return_sequences=self.num_return_sequences,

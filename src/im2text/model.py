@@ -329,12 +329,31 @@ class Model:
     # --- matching, classification, embeddings ---------------------------------------------------
 
     @overload
-    def match(self, images: OneImage, texts: str | list[str], **kwargs: Any) -> Match: ...
-    @overload
-    def match(self, images: Images, texts: str | list[str], **kwargs: Any) -> list[Match]: ...
+    def match(
+        self,
+        images: OneImage,
+        texts: str | list[str],
+        *,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+    ) -> Match: ...
     @overload
     def match(
-        self, images: str | Path, texts: str | list[str], **kwargs: Any
+        self,
+        images: Images,
+        texts: str | list[str],
+        *,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+    ) -> list[Match]: ...
+    @overload
+    def match(
+        self,
+        images: str | Path,
+        texts: str | list[str],
+        *,
+        batch_size: int | None = ...,
+        progress: bool = ...,
     ) -> Match | list[Match]: ...
 
     def match(
@@ -367,12 +386,37 @@ class Model:
         )
 
     @overload
-    def classify(self, images: OneImage, labels: list[str] | None = ..., **kwargs: Any) -> Classification: ...
-    @overload
-    def classify(self, images: Images, labels: list[str] | None = ..., **kwargs: Any) -> list[Classification]: ...
+    def classify(
+        self,
+        images: OneImage,
+        labels: list[str] | None = ...,
+        *,
+        templates: str | Sequence[str] | None = ...,
+        top_k: int = ...,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+    ) -> Classification: ...
     @overload
     def classify(
-        self, images: str | Path, labels: list[str] | None = ..., **kwargs: Any
+        self,
+        images: Images,
+        labels: list[str] | None = ...,
+        *,
+        templates: str | Sequence[str] | None = ...,
+        top_k: int = ...,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+    ) -> list[Classification]: ...
+    @overload
+    def classify(
+        self,
+        images: str | Path,
+        labels: list[str] | None = ...,
+        *,
+        templates: str | Sequence[str] | None = ...,
+        top_k: int = ...,
+        batch_size: int | None = ...,
+        progress: bool = ...,
     ) -> Classification | list[Classification]: ...
 
     def classify(
@@ -433,7 +477,7 @@ class Model:
         rows = list(self.embed_iter(expand_inputs(images)))
         if not rows:
             raise ValueError("no images given")
-        errors = [r.error for r in rows if not r.ok]
+        errors = [r.error or "" for r in rows if not r.ok]
         if errors:
             raise ImageError("; ".join(errors))
         return np.stack([r.vector for r in rows]).astype(np.float32)
@@ -447,9 +491,7 @@ class Model:
         total: int | None = None,
     ) -> Iterator[Embedding]:
         """One `Embedding` per image, in order (what the index builder uses)."""
-        return self.stream(
-            "embed", sources, batch_size=batch_size, progress=progress, total=total
-        )
+        return self.stream("embed", sources, batch_size=batch_size, progress=progress, total=total)
 
     def save(self, directory: str | Path) -> Path:
         """Save weights, processor and preset metadata so `im2text.load(directory)` restores it."""
@@ -557,7 +599,7 @@ class Model:
                 tokens: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
                 stop = threading.Event()
 
-                class Tokens(BaseStreamer):  # type: ignore[misc]
+                class Tokens(BaseStreamer):
                     prompt_seen = False
 
                     def put(self, value: torch.Tensor) -> None:

@@ -49,7 +49,8 @@ class _Outcome:
     @classmethod
     def failed(cls, source: str | None, error: BaseException | str, **fields: Any) -> Any:
         """The result for an input that could not be processed (`error` says why)."""
-        return cls(**{**cls._EMPTY, **fields}, source=source, error=error_message(error))
+        make: Any = cls  # a dataclass subclass: its fields are _EMPTY's, fields' and these
+        return make(**{**cls._EMPTY, **fields}, source=source, error=error_message(error))
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,8 @@ def error_message(error: BaseException | str) -> str:
 
 __all__ = [
     "Answer",
-    "Caption",
     "Candidate",
+    "Caption",
     "Classification",
     "Embedding",
     "Line",

@@ -48,13 +48,19 @@ def with_default(cls: type, name: str, text: str | None = None) -> str:
 
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None) -> None:
     p.add_argument(
-        "--model", "-m", default=default_model,
+        "--model",
+        "-m",
+        default=default_model,
         help=f"preset, Hub id or local dir (default: {default_model})",
-    )  # fmt: skip
-    p.add_argument("--device", default=default(LoadSettings, "device"),
-                   help=with_default(LoadSettings, "device"))  # fmt: skip
-    p.add_argument("--dtype", default=default(LoadSettings, "dtype"),
-                   help=with_default(LoadSettings, "dtype"))  # fmt: skip
+    )
+    p.add_argument(
+        "--device",
+        default=default(LoadSettings, "device"),
+        help=with_default(LoadSettings, "device"),
+    )
+    p.add_argument(
+        "--dtype", default=default(LoadSettings, "dtype"), help=with_default(LoadSettings, "dtype")
+    )
     p.add_argument("--revision", help=field_help(LoadSettings)["revision"])
 
 
@@ -81,10 +87,19 @@ def generation(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_loading_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", "-b", type=int, default=default(LoadSettings, "batch_size"),
-                   help=with_default(LoadSettings, "batch_size"))  # fmt: skip
-    p.add_argument("--workers", type=int, default=default(LoadSettings, "num_workers"),
-                   help=with_default(LoadSettings, "num_workers"))  # fmt: skip
+    p.add_argument(
+        "--batch-size",
+        "-b",
+        type=int,
+        default=default(LoadSettings, "batch_size"),
+        help=with_default(LoadSettings, "batch_size"),
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default(LoadSettings, "num_workers"),
+        help=with_default(LoadSettings, "num_workers"),
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -138,8 +153,10 @@ def bulk(
         it for it in items if not (writer and key(it) in writer.done) and not (skip and skip(it))
     ]
     if len(todo) < len(items):
-        err(f"im2text: {len(items) - len(todo)} of {len(items)} items already done; "
-            f"{len(todo)} to go")  # fmt: skip
+        err(
+            f"im2text: {len(items) - len(todo)} of {len(items)} items already done; "
+            f"{len(todo)} to go"
+        )
     if not todo:
         if writer:
             writer.close()

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from im2text.cli._common import EXIT_OK, EXIT_PARTIAL, add_loading_args, add_model_args, err, load_model
+from im2text.cli._common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    add_loading_args,
+    add_model_args,
+    err,
+    load_model,
+)
 
 
 def add_parsers(sub: Any) -> None:

@@ -11,8 +11,13 @@ from im2text.serve.config import ServeConfig
 
 MB = 1024 * 1024
 # ServeConfig fields given in other units or ways on the command line.
-_SPECIAL = {"api_keys", "max_body_bytes", "max_image_bytes", "url_allow_networks",
-            "allow_remote_urls"}  # fmt: skip
+_SPECIAL = {
+    "api_keys",
+    "max_body_bytes",
+    "max_image_bytes",
+    "url_allow_networks",
+    "allow_remote_urls",
+}
 
 
 def add_parsers(sub: Any) -> None:
@@ -20,19 +25,39 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("models", nargs="+", help="presets, Hub ids or dirs to serve")
     for name, value in _plain_fields():
         flag = "--" + name.replace("_", "-").removesuffix("-s")
-        p.add_argument(flag, dest=name, type=type(value), default=value,
-                       help=with_default(ServeConfig, name))  # fmt: skip
-    p.add_argument("--api-key", action="append", default=[],
-                   help="accepted Bearer key (repeatable; or env IM2TEXT_API_KEYS=a,b)")  # fmt: skip
-    p.add_argument("--max-body-mb", type=float, default=default(ServeConfig, "max_body_bytes") / MB,
-                   help=field_help(ServeConfig)["max_body_bytes"] + " (MB)")  # fmt: skip
-    p.add_argument("--max-image-mb", type=float,
-                   default=default(ServeConfig, "max_image_bytes") / MB,
-                   help=field_help(ServeConfig)["max_image_bytes"] + " (MB)")  # fmt: skip
-    p.add_argument("--allow-remote-urls", action="store_true",
-                   help="fetch http(s) image URLs (private/loopback/metadata addresses refused)")  # fmt: skip
-    p.add_argument("--url-allow-network", action="append", default=[], metavar="CIDR",
-                   help=field_help(ServeConfig)["url_allow_networks"])  # fmt: skip
+        p.add_argument(
+            flag, dest=name, type=type(value), default=value, help=with_default(ServeConfig, name)
+        )
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        help="accepted Bearer key (repeatable; or env IM2TEXT_API_KEYS=a,b)",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=default(ServeConfig, "max_body_bytes") / MB,
+        help=field_help(ServeConfig)["max_body_bytes"] + " (MB)",
+    )
+    p.add_argument(
+        "--max-image-mb",
+        type=float,
+        default=default(ServeConfig, "max_image_bytes") / MB,
+        help=field_help(ServeConfig)["max_image_bytes"] + " (MB)",
+    )
+    p.add_argument(
+        "--allow-remote-urls",
+        action="store_true",
+        help="fetch http(s) image URLs (private/loopback/metadata addresses refused)",
+    )
+    p.add_argument(
+        "--url-allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help=field_help(ServeConfig)["url_allow_networks"],
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -42,7 +67,8 @@ def _plain_fields() -> list[tuple[str, Any]]:
     return [
         (f.name, f.default)
         for f in dataclasses.fields(ServeConfig)
-        if f.name not in _SPECIAL and isinstance(f.default, (int, float, str))
+        if f.name not in _SPECIAL
+        and isinstance(f.default, (int, float, str))
         and not isinstance(f.default, bool)
     ]
 

@@ -25,12 +25,18 @@ from im2text.tasks import TASKS, TaskSpec
 def add_parsers(sub: Any) -> None:
     for spec in TASKS.values():
         p = sub.add_parser(spec.name, help=spec.help + " (resumable bulk runs)")
-        p.add_argument("inputs", nargs="*" if spec.pairs else "+",
-                       help="image files, folders (recursive) or globs")  # fmt: skip
+        p.add_argument(
+            "inputs",
+            nargs="*" if spec.pairs else "+",
+            help="image files, folders (recursive) or globs",
+        )
         add_loading_args(p)
         p.add_argument("--output", "-o", help="FILE.jsonl or FILE.csv; rerunning resumes it")
-        p.add_argument("--retry-errors", action="store_true",
-                       help="with --output: run again the items whose record has an error")  # fmt: skip
+        p.add_argument(
+            "--retry-errors",
+            action="store_true",
+            help="with --output: run again the items whose record has an error",
+        )
         add_model_args(p, spec.default_model)
         for param in spec.params:
             if param.flags:
@@ -113,8 +119,11 @@ def _read_pairs(path: str) -> list[tuple[Any, str]]:
 
 
 def _caption_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sidecar", action="store_true",
-                   help="write photo.txt beside each photo.jpg (skips existing ones)")  # fmt: skip
+    p.add_argument(
+        "--sidecar",
+        action="store_true",
+        help="write photo.txt beside each photo.jpg (skips existing ones)",
+    )
     p.add_argument("--overwrite", action="store_true", help="with --sidecar: replace .txt files")
 
 
@@ -124,10 +133,18 @@ def _ask_args(p: argparse.ArgumentParser) -> None:
 
 
 def _read_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layout", choices=("auto", "page", "line"), default="auto",
-                   help="TrOCR: find lines first (page) or read the image as one line")  # fmt: skip
-    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl",
-                   help="stdout format when no --output is given")  # fmt: skip
+    p.add_argument(
+        "--layout",
+        choices=("auto", "page", "line"),
+        default="auto",
+        help="TrOCR: find lines first (page) or read the image as one line",
+    )
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "text"),
+        default="jsonl",
+        help="stdout format when no --output is given",
+    )
 
 
 _EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {

@@ -30,8 +30,14 @@ def add_parsers(sub: Any) -> None:
             text += f" (default: {f.default})"
         kind = str(f.type).split(" ")[0]
         if kind == "bool":
-            p.add_argument(flag, *_SHORT.get(f.name, []), dest=f.name, action="store_const",
-                           const=True, help=text)  # fmt: skip
+            p.add_argument(
+                flag,
+                *_SHORT.get(f.name, []),
+                dest=f.name,
+                action="store_const",
+                const=True,
+                help=text,
+            )
         else:
             conv = {"int": int, "float": float}.get(kind, str)
             p.add_argument(flag, *_SHORT.get(f.name, []), dest=f.name, type=conv, help=text)

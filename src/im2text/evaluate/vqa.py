@@ -1,18 +1,32 @@
 """The official VQA accuracy (VQA v2 challenge), ported from the VQA team's `vqaEval.py`.
 
-Faithful to GT-Vision-Lab/VQA PythonEvaluationTools/vqaEvaluation/vqaEval.py, quirks included, so
-numbers match the evaluation server:
+Follows GT-Vision-Lab/VQA `PythonEvaluationTools/vqaEvaluation/vqaEval.py` at its current
+revision, commit a013f0043c1e2cdc995922dfe257f7149aa9af06 (2021-03-11, "Fixed processing answers
+bug"), quirks included. (Ports of the 2016 revision, 458a8b2, always normalised the prediction but
+only punctuation-processed the human answers, so e.g. the prediction "Yes" against ten human "Yes"
+scored 0 there; it scores 1 here, as in the official code.)
 
-- the predicted answer: newlines/tabs -> spaces, stripped, then `process_punctuation` and
-  `process_digit_article` (lowercase, number words -> digits, articles dropped, contractions
-  restored: "dont" -> "don't");
-- the ground-truth answers get `process_punctuation` only, and only when the annotators did not all
-  give the same string (the official script does exactly this);
-- accuracy of a question = mean over its annotators of min(1, #matches among the *other*
-  annotators / 3): with 10 answers, a prediction matching 1, 2, 3 or 4 of them scores 0.3, 0.6,
-  0.9, 1.0.
+For each question, as the official `evaluate()` does:
 
-Scores are fractions in [0, 1] (the official script prints 100x, rounded to 2 decimals).
+1. the prediction and every human answer: newlines and tabs -> spaces, then `str.strip()`;
+2. only if the human answers (after step 1) are not all the same string, BOTH the human answers
+   and the prediction get `process_punctuation` and then `process_digit_article` (lowercase,
+   number words -> digits, articles dropped, contractions restored: "dont" -> "don't"). When all
+   human answers are identical nothing else is normalised: the match is exact and case-sensitive
+   ("yes" against ten "Yes" scores 0, "two" against ten "two" scores 1, against ten "2" 0);
+3. accuracy = mean over the annotators of min(1, #answers of the *other* annotators equal to the
+   prediction / 3): with 10 answers, a prediction matching 1, 2, 3 or 4 of them scores 0.3, 0.6,
+   0.9, 1.0.
+
+`vqaEval.py` is a Python 2 program; where Python 3 would behave differently this port keeps the
+Python 2 behaviour: `\\d` in its patterns means [0-9] only (`re.ASCII`), U+180E counts as
+whitespace for `strip`/`split` (as in Python 2.7's Unicode 5.2), and lowercasing goes character
+by character (Python 2's `unicode.lower()`: no final-sigma rule, U+0130 -> "i"). The one
+difference left: letters that got a lowercase mapping after Unicode 5.2 (Cherokee, Georgian
+Mtavruli, Osage, ...; about 400 characters) are lowercased here but not by Python 2.
+
+Unlike the official script this port does not rewrite its inputs in place. Scores are fractions
+in [0, 1] (the official script reports 100x, rounded to 2 decimals).
 """
 
 from __future__ import annotations
@@ -69,15 +83,19 @@ ARTICLES = frozenset(["a", "an", "the"])
 PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
          "`", ",", "?", "!"]  # fmt: skip
 # The official pattern, bug and all: "(?!<=\d)" is a lookahead for the text "<=" + digit, not a
-# lookbehind, so a period is removed unless a digit follows it.
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+# lookbehind, so a period is removed unless a digit follows it. re.ASCII: Python 2's \d.
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)", re.ASCII)
 # vqaEval.py passes re.UNICODE where `sub` expects `count`: at most 32 periods are removed.
 _PERIOD_STRIP_COUNT = int(re.UNICODE)
 
 
 def process_punctuation(text: str) -> str:
-    """vqaEval's `processPunctuation`: delete or space out punctuation, strip periods."""
+    """vqaEval's `processPunctuation`: delete or space out punctuation, strip periods.
+
+    Each mark p is deleted everywhere if the *original* text contains `p + " "` or `" " + p`, or
+    has a digit-comma-digit anywhere; otherwise every p becomes a space. Then periods not followed
+    by a digit are deleted (at most 32 of them)."""
     out = text
     for p in PUNCT:
         if (p + " " in text or " " + p in text) or _COMMA_STRIP.search(text) is not None:
@@ -87,18 +105,46 @@ def process_punctuation(text: str) -> str:
     return _PERIOD_STRIP.sub("", out, count=_PERIOD_STRIP_COUNT)
 
 
+# Python 2.7's unicode.strip()/split() also treat U+180E (MONGOLIAN VOWEL SEPARATOR) as
+# whitespace; Python 3 does not (Unicode 6.3 moved it). The rest of the two sets is the same.
+_PY2_EDGE_SPACE = re.compile(r"\A[\s\u180e]+|[\s\u180e]+\Z")
+
+
+def _py2_strip(text: str) -> str:
+    return _PY2_EDGE_SPACE.sub("", text)
+
+
+def _py2_split(text: str) -> list[str]:
+    return text.replace("\u180e", " ").split()
+
+
+def _py2_lower(text: str) -> str:
+    # Python 2's unicode.lower(): one character at a time (no final-sigma context rule) and the
+    # simple mapping of U+0130 (Python 3's full mapping gives "i" + U+0307).
+    return "".join("i" if ch == "\u0130" else ch.lower() for ch in text)
+
+
 def process_digit_article(text: str) -> str:
-    """vqaEval's `processDigitArticle`: lowercase, number words -> digits, drop articles, fix
-    contractions."""
-    words = [MANUAL_MAP.get(w, w) for w in text.lower().split()]
+    """vqaEval's `processDigitArticle`: lowercase, split on whitespace, number words -> digits,
+    drop articles, restore contractions, join with single spaces."""
+    words = [MANUAL_MAP.get(w, w) for w in _py2_split(_py2_lower(text))]
     words = [CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES]
     return " ".join(words)
 
 
+def _clean_whitespace(answer: str) -> str:
+    # Applied to every answer, human or predicted, whether or not the annotators agree.
+    return _py2_strip(answer.replace("\n", " ").replace("\t", " "))
+
+
 def normalize_answer(answer: str) -> str:
-    """How the official script normalizes a *predicted* answer before matching."""
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(answer))
+    """The full normalisation of an answer: whitespace, `process_punctuation`,
+    `process_digit_article`.
+
+    The official script applies it to the prediction and to the human answers alike, but only
+    for questions whose human answers differ; when they are all the same string it only cleans
+    whitespace (see `vqa_accuracy`)."""
+    return process_digit_article(process_punctuation(_clean_whitespace(answer)))
 
 
 def vqa_accuracy(
@@ -108,7 +154,7 @@ def vqa_accuracy(
     answer_types: Mapping[K, str | None] | None = None,
     question_types: Mapping[K, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Official VQA accuracy of predicted answers.
+    """Official VQA accuracy of predicted answers (see the module docstring for the rules).
 
     Args:
         predictions: question id -> predicted answer.
@@ -153,14 +199,17 @@ def vqa_accuracy(
 
 
 def _question_accuracy(prediction: str, gt_answers: list[str]) -> float:
-    pred = normalize_answer(prediction)
-    if len(set(gt_answers)) > 1:
-        gt_answers = [process_punctuation(a) for a in gt_answers]
-    # Leave each annotator out in turn (the official script tells answers apart by answer_id, so
-    # equal strings from different annotators are still different answers).
+    gts = [_clean_whitespace(a) for a in gt_answers]
+    pred = _clean_whitespace(prediction)
+    if len(set(gts)) > 1:  # the annotators disagree: normalise both sides
+        gts = [process_digit_article(process_punctuation(a)) for a in gts]
+        pred = process_digit_article(process_punctuation(pred))
+    # Leave each annotator out in turn. The official script tells answers apart by their dicts,
+    # which differ by answer_id, so equal strings from different annotators are still different
+    # answers.
     accs = []
-    for i in range(len(gt_answers)):
-        matches = sum(1 for j, a in enumerate(gt_answers) if j != i and a == pred)
+    for i in range(len(gts)):
+        matches = sum(1 for j, a in enumerate(gts) if j != i and a == pred)
         accs.append(min(1.0, matches / 3))
     return sum(accs) / len(accs)
 

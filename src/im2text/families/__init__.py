@@ -45,7 +45,9 @@ FAMILIES: dict[str, type[Family]] = {
 
 
 def _claims(family: type[Family], arch: str) -> bool:
-    return any(arch.endswith(a[1:]) if a.startswith("*") else arch == a for a in family.architectures)
+    return any(
+        arch.endswith(a[1:]) if a.startswith("*") else arch == a for a in family.architectures
+    )
 
 
 def family_for_config(model_type: str, architectures: list[str] | None = None) -> type[Family]:
@@ -66,8 +68,7 @@ def family_for_config(model_type: str, architectures: list[str] | None = None) -
             if not fam.architectures or _claims(fam, arch):
                 return fam
     heads = "; ".join(
-        f"{f.key} ({'/'.join(f.tasks)}): {', '.join(f.architectures) or 'any'}"
-        for f in candidates
+        f"{f.key} ({'/'.join(f.tasks)}): {', '.join(f.architectures) or 'any'}" for f in candidates
     )
     if architectures:
         raise CheckpointError(

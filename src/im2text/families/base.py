@@ -196,7 +196,9 @@ class Family:
         )
         missing = sorted(info.get("missing_keys") or ())
         if missing:
-            shown = ", ".join(missing[:4]) + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
+            shown = ", ".join(missing[:4]) + (
+                f" (+{len(missing) - 4} more)" if len(missing) > 4 else ""
+            )
             raise CheckpointError(
                 f"{source} has no weights for {len(missing)} parameter(s) of "
                 f"{cls.model_class} ({shown}): it is not a complete {cls.key} checkpoint, and "
@@ -340,7 +342,7 @@ def score_sequences(
     logits: tuple[torch.Tensor, ...],
     beam_indices: torch.Tensor | None,
     eos_ids: set[int],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Generated tokens and their log-probability under the raw (unprocessed) logits.
 
     Args:

@@ -55,7 +55,9 @@ class Git(GenerativeFamily):
                 "pixel_values": inputs["pixel_values"][idx],
                 "input_ids": torch.tensor([rows[i] for i in idx], dtype=torch.long),
             }
-            for i, res in zip(idx, super().generate(group, settings, streamer=streamer), strict=True):
+            for i, res in zip(
+                idx, super().generate(group, settings, streamer=streamer), strict=True
+            ):
                 out[i] = res
         return out
 

@@ -21,7 +21,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 import im2text
 from im2text.model import Model
-from im2text.tasks import TASKS
 from im2text.serve import _schemas as S
 from im2text.serve._errors import ApiError, error_body, error_response
 from im2text.serve._inputs import load_images, parse_body
@@ -30,6 +29,7 @@ from im2text.serve._openai import add_openai_routes
 from im2text.serve._params import check_texts, image_size, run_images, task_params
 from im2text.serve._state import ServerState
 from im2text.serve.config import ServeConfig
+from im2text.tasks import TASKS
 
 log = logging.getLogger("im2text.serve")
 
@@ -304,12 +304,28 @@ async def _send_error(send: Any, err: ApiError) -> None:
     await send({"type": "http.response.body", "body": resp.body})
 
 
+# An answer sent before the request body has all arrived (a 413, or any early refusal) is sent
+# whole at once, then the rest of the body is read and thrown away before the connection is
+# let go: closing a socket that still has unread data resets it, and a client that writes its
+# whole body before reading (a plain blocking client) would then see no answer at all. At most
+# this long, and this much (or 4 x the body limit if more), is read; past either the connection
+# is closed as before.
+DRAIN_SECONDS = 10.0
+DRAIN_MIN_BYTES = 64 * 1024 * 1024
+
+
 class _BodyLimit:
-    """413 for bodies over the limit: at once from Content-Length, else while streaming."""
+    """413 for bodies over the limit: at once from Content-Length, else while streaming.
+
+    Every answer given before the request body is read to its end is drained after (see
+    `DRAIN_SECONDS`): its bytes reach the client at once, the response ends once the body has
+    been read (or the drain bound is hit). A 413 also closes the connection.
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = max(4 * max_bytes, DRAIN_MIN_BYTES)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -318,22 +334,75 @@ class _BodyLimit:
         too_big = ApiError(
             413, "request_too_large", f"request body over the limit of {self.max_bytes} bytes"
         )
+        declared: int | None = None  # Content-Length (-1 if not a number)
+        chunked = expects_continue = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await _send_error(send, too_big)
-                return
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"expect":
+                expects_continue = value.lower() == b"100-continue"
         seen = 0
+        # The request body has arrived to its end (or there is none).
+        body_done = declared == 0 or (declared is None and not chunked)
+        over = False  # the answer is a 413 from this limit
+        framed = False  # the answer says where it ends (Content-Length): it can be drained
 
         async def limited() -> Any:
-            nonlocal seen
+            nonlocal seen, body_done, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.max_bytes:
+                    over = True
                     raise too_big  # the app's ApiError handler answers 413
+            else:  # http.disconnect
+                body_done = True
             return message
 
-        await self.app(scope, limited, send)
+        async def draining_send(message: Any) -> None:
+            nonlocal framed
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                framed = any(k.lower() == b"content-length" for k, _ in headers)
+                if over:
+                    headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
+            elif (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and framed
+                and not body_done
+                and not (expects_continue and seen == 0)  # told to wait, it sends nothing
+                and (declared is None or declared - seen <= self.drain_bytes)
+            ):
+                await send({**message, "more_body": True})  # the whole answer, at once
+                await self._drain(receive)
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        if declared is not None and (declared < 0 or declared > self.max_bytes):
+            over = True
+            await _send_error(draining_send, too_big)
+            return
+        await self.app(scope, limited, draining_send)
+
+    async def _drain(self, receive: Any) -> None:
+        """Read and discard what is left of the request body, within the drain bounds."""
+        left = self.drain_bytes
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while left > 0:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    left -= len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return
+        except TimeoutError:
+            pass
 
 
 class _Auth:

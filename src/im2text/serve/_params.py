@@ -12,8 +12,8 @@ from im2text.serve._errors import ApiError
 from im2text.serve._inputs import RawImage
 from im2text.serve._state import ServerState
 from im2text.serve._tasks import failed
-from im2text.tasks import get_task
 from im2text.serve.config import ServeConfig
+from im2text.tasks import get_task
 
 
 def check_text(value: str, what: str, cfg: ServeConfig) -> str:

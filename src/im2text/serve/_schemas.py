@@ -244,17 +244,34 @@ class ChatMessage(BaseModel):
     content: str | list[ContentPart] | None = None
 
 
+class ChatStreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = Field(
+        False, description="End the stream with a chunk with no choices and the `usage`."
+    )
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    stream: bool = False
+    stream: bool = Field(False, description="Send the answer as SSE chunks while it is generated.")
+    stream_options: ChatStreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="0 or unset: the model's own decoding; > 0: sampling."
+    )
     top_p: float | None = Field(None, gt=0, le=1)
-    n: int | None = Field(None, ge=1, le=1)
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Choices: n > 1 samples independent answers (needs temperature > 0; the "
+        "server caps it at max_beams; not with stream).",
+    )
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 
@@ -270,12 +287,49 @@ class ChatChoice(BaseModel):
     logprobs: None = None
 
 
+class ChatUsage(BaseModel):
+    prompt_tokens: int = Field(
+        description="Tokens of the model's text input (prompt or question, special tokens "
+        "included; pixels are not counted), summed over the images."
+    )
+    completion_tokens: int = Field(
+        description="Tokens generated (end of text included), summed over images and choices."
+    )
+    total_tokens: int
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
     choices: list[ChatChoice]
+    usage: ChatUsage
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One SSE event of a streamed answer (`data: {...}`); the stream ends with `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice] = Field(
+        description="Empty only in the last chunk, which then carries `usage`."
+    )
+    usage: ChatUsage | None = None
 
 
 class ModelCard(BaseModel):

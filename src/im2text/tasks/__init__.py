@@ -45,7 +45,7 @@ class TaskSpec:
 
     name: str  # "caption": Model.caption(), `im2text caption`, POST /v1/caption
     capability: type  # the protocol a family must implement to run it
-    result: type  # the result dataclass (with `to_record` and `failed`)
+    result: Any  # the result dataclass (with `to_record` and `failed`)
     stream: Callable[..., Iterator[Any]]  # (family, inputs, *, load, [generation], **params)
     fields: tuple[str, ...]  # record fields, in CSV column order
     progress: str  # progress-bar label
@@ -81,11 +81,23 @@ TASKS: dict[str, TaskSpec] = {
             default_model="blip-base",
             generates=True,
             params=(
-                Param("prompt", str | None, None, "text the caption continues (e.g. "
-                      '"a photograph of"); for instruction models, the instruction',
-                      kind="text", flags=("--prompt",)),  # fmt: skip
-                Param("rerank", str | None, None, 'order candidate captions by "itm", "clip" '
-                      "or a matching model", flags=("--rerank",), server=False),  # fmt: skip
+                Param(
+                    "prompt",
+                    str | None,
+                    None,
+                    "text the caption continues (e.g. "
+                    '"a photograph of"); for instruction models, the instruction',
+                    kind="text",
+                    flags=("--prompt",),
+                ),
+                Param(
+                    "rerank",
+                    str | None,
+                    None,
+                    'order candidate captions by "itm", "clip" or a matching model',
+                    flags=("--rerank",),
+                    server=False,
+                ),
             ),
         ),
         TaskSpec(
@@ -102,9 +114,15 @@ TASKS: dict[str, TaskSpec] = {
             key_fields=("path", "question"),
             check=check_ask,
             params=(
-                Param("candidates", list[str] | None, None, "rank this closed list of answers "
-                      "instead of generating", kind="texts", flags=("--candidates",),
-                      cli={"nargs": "+"}),  # fmt: skip
+                Param(
+                    "candidates",
+                    list[str] | None,
+                    None,
+                    "rank this closed list of answers instead of generating",
+                    kind="texts",
+                    flags=("--candidates",),
+                    cli={"nargs": "+"},
+                ),
             ),
         ),
         TaskSpec(
@@ -118,8 +136,13 @@ TASKS: dict[str, TaskSpec] = {
             default_model="rapidocr",
             generates=True,
             params=(
-                Param("page", bool | None, None, "line recognisers (TrOCR): find the lines "
-                      "first (true) or read the image as one line (false)"),  # fmt: skip
+                Param(
+                    "page",
+                    bool | None,
+                    None,
+                    "line recognisers (TrOCR): find the lines "
+                    "first (true) or read the image as one line (false)",
+                ),
             ),
         ),
         TaskSpec(
@@ -132,9 +155,15 @@ TASKS: dict[str, TaskSpec] = {
             help="score texts against images (ITM / CLIP)",
             default_model="clip-vit-base-patch32",
             params=(
-                Param("texts", list[str], None, "texts scored against each image",
-                      kind="texts", flags=("--text", "-t"),
-                      cli={"action": "append", "required": True}),  # fmt: skip
+                Param(
+                    "texts",
+                    list[str],
+                    None,
+                    "texts scored against each image",
+                    kind="texts",
+                    flags=("--text", "-t"),
+                    cli={"action": "append", "required": True},
+                ),
             ),
         ),
         TaskSpec(
@@ -148,14 +177,32 @@ TASKS: dict[str, TaskSpec] = {
             default_model="clip-vit-base-patch32",
             check=check_classify,
             params=(
-                Param("labels", list[str] | None, None, "zero-shot labels (supervised "
-                      "classifiers: optional, a subset of their classes)", kind="texts",
-                      flags=("--labels",)),  # fmt: skip
-                Param("templates", list[str] | str | None, None, 'prompt templates with "{}" '
-                      'for the label, or "ensemble" (default "a photo of a {}.")',
-                      flags=("--templates",)),  # fmt: skip
-                Param("top_k", int, 5, "labels per image", flags=("--top-k",),
-                      cli={"type": int}, bounds={"ge": 1, "le": 1000}),  # fmt: skip
+                Param(
+                    "labels",
+                    list[str] | None,
+                    None,
+                    "zero-shot labels (supervised "
+                    "classifiers: optional, a subset of their classes)",
+                    kind="texts",
+                    flags=("--labels",),
+                ),
+                Param(
+                    "templates",
+                    list[str] | str | None,
+                    None,
+                    'prompt templates with "{}" '
+                    'for the label, or "ensemble" (default "a photo of a {}.")',
+                    flags=("--templates",),
+                ),
+                Param(
+                    "top_k",
+                    int,
+                    5,
+                    "labels per image",
+                    flags=("--top-k",),
+                    cli={"type": int},
+                    bounds={"ge": 1, "le": 1000},
+                ),
             ),
         ),
         TaskSpec(

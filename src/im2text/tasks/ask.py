@@ -10,11 +10,10 @@ import torch
 
 from im2text.config import GenerationSettings, LoadSettings
 from im2text.engine.batching import Item, run_batched
+from im2text.families.base import Generator, Ranker
 from im2text.images import ImageLimits, ImageSource
 from im2text.results import Answer
 from im2text.tasks._common import clean_text, clean_texts
-
-from im2text.families.base import Generator, Ranker
 
 if TYPE_CHECKING:
     from im2text.families.base import Family

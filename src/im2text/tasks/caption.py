@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from im2text.config import GenerationSettings, LoadSettings
 from im2text.engine.batching import Item, run_batched
+from im2text.families.base import Generator, Matcher
 from im2text.images import ImageLimits, ImageSource
 from im2text.results import Caption
 from im2text.tasks._common import clean_text
-
-from im2text.families.base import Generator, Matcher
 
 if TYPE_CHECKING:
     from im2text.families.base import Family

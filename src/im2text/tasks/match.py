@@ -22,7 +22,7 @@ def _run(
     family: Family,
     prepare_images: Callable[[list[Any]], Any],
     sources: Iterable[ImageSource],
-    compute: Callable[[Any], list[Any]],
+    compute: Callable[[Any], Any],
     load: LoadSettings,
 ) -> Iterator[tuple[Item[None], Any]]:
     return run_batched(

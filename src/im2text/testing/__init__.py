@@ -1,7 +1,7 @@
 """Offline test material: tiny random checkpoints in the Hub layout, and synthetic data.
 
-    from im2text.testing import build_checkpoint
-    path = build_checkpoint("blip", tmp_dir)      # -> a folder im2text.load(path) loads
+from im2text.testing import build_checkpoint
+path = build_checkpoint("blip", tmp_dir)      # -> a folder im2text.load(path) loads
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ token id in the configs comes from our own vocabulary (never from a real model's
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,8 +22,6 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from im2text.testing.data import CORPUS
 
 __all__ = ["TINY_FAMILIES", "TINY_KINDS", "build_checkpoint"]
-
-
 
 
 # --- tokenizers ---------------------------------------------------------------------------------
@@ -104,7 +103,9 @@ def _unigram_tokenizer():
 
     # The trainer orders equal-score pieces in hash order (a different id order per process):
     # keep the specials first and sort the rest by (rounded score, piece), so ids are stable.
-    trained = [(str(p), round(float(sc), 4)) for p, sc in json.loads(tok.to_str())["model"]["vocab"]]
+    trained = [
+        (str(p), round(float(sc), 4)) for p, sc in json.loads(tok.to_str())["model"]["vocab"]
+    ]
     specials, rest = trained[:3], sorted(trained[3:], key=lambda v: (-v[1], v[0]))
     return T5Tokenizer(vocab=[*specials, *rest], extra_ids=0)
 
@@ -411,7 +412,7 @@ def _bpe_merges(
     while len(tokens) < size:
         pairs: dict[tuple[str, str], int] = {}
         for w, n in counts.items():
-            for pair in zip(w, w[1:]):
+            for pair in itertools.pairwise(w):
                 pairs[pair] = pairs.get(pair, 0) + n
         if not pairs:
             break
@@ -561,5 +562,3 @@ def build_checkpoint(kind: str, root: str | os.PathLike, **kwargs) -> Path:
     builder(tmp, **kwargs) if kwargs else builder(tmp)
     os.replace(tmp, out)
     return out
-
-

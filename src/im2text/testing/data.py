@@ -22,6 +22,10 @@ def shape_corpus() -> list[str]:
         "what is in the image ? the answer is yes no one two three",
         "question : answer : describe the image in detail . a short description",
         "an astronaut in space , a coffee cup on a table , a man riding a horse",
+        # easy-vqa's questions and answers, so every answer is one token (a word the tiny
+        # vocabularies lacked was spelt letter by letter and cut off by a short answer cap).
+        "what color is the shape ? what shape is in the image ? does the image contain a "
+        "rectangle ? is there not a brown , teal or gray circle present ? yes no",
     ]
     return lines
 
@@ -113,7 +117,11 @@ def easy_vqa_jsonl(path: str | Path, split: str, start: int, stop: int) -> Path:
     path = Path(path)
     with open(path, "w") as f:
         for i in range(start, min(stop, len(questions))):
-            row = {"file_name": paths[image_ids[i]], "question": questions[i],
-                   "answers": [answers[i]], "question_id": f"{split}-{i}"}  # fmt: skip
+            row = {
+                "file_name": paths[image_ids[i]],
+                "question": questions[i],
+                "answers": [answers[i]],
+                "question_id": f"{split}-{i}",
+            }
             f.write(json.dumps(row) + "\n")
     return path

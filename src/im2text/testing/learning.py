@@ -19,15 +19,37 @@ from im2text.testing.data import easy_vqa_jsonl, shape_dataset, shape_folder
 # BLIP hidden 96, 2 layers, 4 heads, 64 px images in 16 px patches.
 MODEL: dict[str, Any] = dict(hidden=96, layers=2, heads=4, image_size=64, patch_size=16)
 # AdamW at 3e-3, 5% warm-up, cosine decay, batch 32, 1500 steps (~85 s on a quiet 2-core CPU).
-CAPTION_TRAIN = ["--max-steps", "1500", "--batch-size", "32", "--lr", "3e-3", "--warmup", "0.05",
-                 "--eval-every", "100000"]  # fmt: skip
+CAPTION_TRAIN = [
+    "--max-steps",
+    "1500",
+    "--batch-size",
+    "32",
+    "--lr",
+    "3e-3",
+    "--warmup",
+    "0.05",
+    "--eval-every",
+    "100000",
+]
 # VQA needs finer patches (8 px: where each shape is) and a gentler LR (3e-3 diverges).
 VQA_MODEL: dict[str, Any] = {**MODEL, "patch_size": 8}
-VQA_TRAIN = ["--max-steps", "2000", "--batch-size", "32", "--lr", "1e-3", "--warmup", "0.05",
-             "--eval-every", "100000"]  # fmt: skip
+VQA_TRAIN = [
+    "--max-steps",
+    "2000",
+    "--batch-size",
+    "32",
+    "--lr",
+    "1e-3",
+    "--warmup",
+    "0.05",
+    "--eval-every",
+    "100000",
+]
 
 
-def shapes_captioning(work: str | Path, *, seed: int = 0) -> dict[str, float]:
+def shapes_captioning(
+    work: str | Path, *, seed: int = 0, extra: list[str] | None = None
+) -> dict[str, float]:
     """Train a tiny BLIP captioner on 12k shape images; exact match + CIDEr on 200 new ones."""
     import im2text
     from im2text.cli import main
@@ -38,8 +60,23 @@ def shapes_captioning(work: str | Path, *, seed: int = 0) -> dict[str, float]:
     val = shape_folder(work / "val", 100, seed=2)
     ckpt = build_checkpoint("blip", work / "init", **MODEL)
     out = work / "run"
-    code = main(["train", "-m", str(ckpt), "--train", str(train), "--val", str(val),
-                 "-o", str(out), "--seed", str(seed), *CAPTION_TRAIN])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "-m",
+            str(ckpt),
+            "--train",
+            str(train),
+            "--val",
+            str(val),
+            "-o",
+            str(out),
+            "--seed",
+            str(seed),
+            *CAPTION_TRAIN,
+            *(extra or []),
+        ]
+    )
     if code != 0:
         raise RuntimeError(f"im2text train exited with {code}")
     model = im2text.load(str(out / "best"))
@@ -49,11 +86,16 @@ def shapes_captioning(work: str | Path, *, seed: int = 0) -> dict[str, float]:
     scores = evaluate_captions(
         {i: c.text for i, c in enumerate(caps)}, {i: [ref] for i, (_, ref) in enumerate(held_out)}
     ).scores
-    return {"exact": exact, "cider": float(scores["CIDEr"])}
+    return {"exact": exact, "cider": float(scores["CIDEr"] or 0.0)}
 
 
-def easy_vqa(work: str | Path, *, seed: int = 0) -> dict[str, float]:
-    """Train a tiny BLIP VQA model on easy-vqa; accuracy on 1,000 held-out test questions."""
+def easy_vqa(
+    work: str | Path, *, seed: int = 0, extra: list[str] | None = None
+) -> dict[str, float]:
+    """Train a tiny BLIP VQA model on easy-vqa; accuracy on 1,000 held-out test questions.
+
+    `extra`: more `im2text train` flags (later ones win), to try other recipes.
+    """
     import im2text
     from im2text.cli import main
 
@@ -64,14 +106,32 @@ def easy_vqa(work: str | Path, *, seed: int = 0) -> dict[str, float]:
     held_out = easy_vqa_jsonl(work / "test.jsonl", "test", 3000, 4000)
     ckpt = build_checkpoint("blip-vqa", work / "init", **VQA_MODEL)
     out = work / "run"
-    code = main(["train", "--task", "vqa", "-m", str(ckpt), "--train", str(train),
-                 "--val", str(val), "-o", str(out), "--seed", str(seed), *VQA_TRAIN])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--task",
+            "vqa",
+            "-m",
+            str(ckpt),
+            "--train",
+            str(train),
+            "--val",
+            str(val),
+            "-o",
+            str(out),
+            "--seed",
+            str(seed),
+            *VQA_TRAIN,
+            *(extra or []),
+        ]
+    )
     if code != 0:
         raise RuntimeError(f"im2text train exited with {code}")
     model = im2text.load(str(out / "best"))
     rows = [json.loads(line) for line in held_out.read_text().splitlines()]
-    answers = model.ask([r["file_name"] for r in rows], [r["question"] for r in rows],
-                        max_new_tokens=4)  # fmt: skip
+    answers = model.ask(
+        [r["file_name"] for r in rows], [r["question"] for r in rows], max_new_tokens=6
+    )
     right = [a.text == r["answers"][0] for a, r in zip(answers, rows)]
     open_q = [r["answers"][0] not in ("yes", "no") for r in rows]
     return {

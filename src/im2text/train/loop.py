@@ -108,11 +108,8 @@ def fit(
         config = _with_default_metric(config, val_set)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    from im2text.families import Trainable
-
     family = model.family
-    if not isinstance(family, Trainable):
-        raise ValueError(f"training {family.key} models is not supported")
+    _require_trainable(family)
     net = family.model
     device = family.device
     _set_seed(config.seed)
@@ -364,6 +361,13 @@ def _save_model(model: Any, target: Path, config: TrainConfig, trainer_state: An
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _require_trainable(family: Any) -> None:
+    from im2text.families import Trainable
+
+    if not isinstance(family, Trainable):
+        raise ValueError(f"training {family.key} models is not supported")
 
 
 def _is_peft(net: Any) -> bool:
