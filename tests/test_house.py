@@ -258,3 +258,52 @@ def test_chunked_text_encoding_equals_one_pass(tiny) -> None:
             assert chunked.itm == pytest.approx(whole.itm, abs=1e-5)
         ref = model.classify(image, texts[:7], templates="ensemble", top_k=7)
         assert dict(labels.labels) == pytest.approx(dict(ref.labels), abs=1e-5)
+
+
+# --- reproducible test material ---------------------------------------------------------------
+
+
+def test_tiny_checkpoints_are_byte_identical_across_processes(tmp_path: Path) -> None:
+    # Tokenizer trainers that break ties in hash order gave another vocabulary in every
+    # process (and so learning runs that differed between two identical CI runs).
+    import hashlib
+    import subprocess
+    import sys
+
+    kinds = ["blip", "clip", "blip2-t5", "git"]
+    code = "import sys; from im2text.testing import build_checkpoint\n" + "".join(
+        f"build_checkpoint({k!r}, sys.argv[1])\n" for k in kinds
+    )
+    digests = []
+    for run in ("a", "b"):
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / run)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        files = sorted(p for p in (tmp_path / run).rglob("*") if p.is_file())
+        digests.append(
+            {
+                str(f.relative_to(tmp_path / run)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in files
+            }
+        )
+    assert digests[0] == digests[1]
+    assert any(name.endswith("tokenizer.json") for name in digests[0])
+
+
+def test_custom_sizes_are_cached_under_their_own_name(tmp_path: Path) -> None:
+    from im2text.testing import build_checkpoint
+
+    small = build_checkpoint("blip", tmp_path)
+    custom = build_checkpoint("blip", tmp_path, hidden=48, layers=1, heads=2)
+    assert (
+        custom != small
+        and build_checkpoint("blip", tmp_path, hidden=48, layers=1, heads=2) == custom
+    )
+    sizes = [
+        json.loads((p / "config.json").read_text())["text_config"]["hidden_size"]
+        for p in (small, custom)
+    ]
+    assert sizes == [32, 48]

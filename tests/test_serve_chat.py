@@ -53,6 +53,9 @@ def messages(*images: bytes, text: str | None = None) -> list[dict[str, Any]]:
     return [{"role": "user", "content": parts}]
 
 
+MIN_TOKENS = 8  # the served models' minimum answer length
+
+
 class ThreadServer:
     """uvicorn in a thread on a free loopback port."""
 
@@ -88,7 +91,11 @@ def paths(tiny) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def models(paths) -> dict[str, im2text.Model]:
-    return {k: im2text.load(str(p)) for k, p in paths.items()}
+    out = {k: im2text.load(str(p)) for k, p in paths.items()}
+    for m in out.values():
+        # Random weights may end a text at once; streaming needs several words to show.
+        m.generation = m.generation.merged(min_new_tokens=MIN_TOKENS)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +129,7 @@ def decoder(model: im2text.Model) -> torch.nn.Module:
 
 def hf_generate(path: Path, kind: str, image: bytes, text: str | None, **kw: Any) -> Any:
     """transformers alone, on the same checkpoint: (texts, generated token counts, prompt ids)."""
+    kw.setdefault("min_new_tokens", MIN_TOKENS)  # what the served models default to (below)
     processor = transformers.AutoProcessor.from_pretrained(path)
     cls = {
         "blip": transformers.BlipForConditionalGeneration,

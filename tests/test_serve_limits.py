@@ -189,3 +189,19 @@ def test_the_server_still_answers_after_all_that(server: ThreadServer) -> None:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         status, _, body = _read_response(sock)
     assert status == 200 and json.loads(body) == {"status": "ok"}
+
+
+def test_an_unauthenticated_body_sent_whole_gets_its_401(tiny) -> None:
+    # Auth refuses before reading the body; the body limit around it drains, so a client that
+    # writes a large (allowed-size) body before reading still gets the JSON 401, not a reset.
+    model = im2text.load(str(tiny("blip")))
+    config = ServeConfig(max_body_bytes=2 * BIG, api_keys=("secret",))
+    with (
+        ThreadServer(create_app({"blip": model}, config)) as s,
+        socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock,
+    ):
+        sock.sendall(_head(BIG, close=True))
+        for _ in range(BIG // len(BLOCK)):
+            sock.sendall(BLOCK)
+        status, _, answer = _read_response(sock)
+    assert status == 401 and json.loads(answer)["error"]["type"]

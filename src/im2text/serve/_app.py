@@ -101,9 +101,11 @@ def create_app(models: dict[str, Model] | list[str], config: ServeConfig | None 
     _add_service_routes(app, state)
     add_openai_routes(app, state)
     _add_page(app)
-    # Outermost last: metrics see every answer, auth runs before any body is read.
-    app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes)
+    # Outermost last: metrics see every answer; auth runs before any body is read; the body
+    # limit wraps auth, so a refusal (401 or 413) sent before the body has arrived is followed
+    # by a bounded drain and reaches a client that writes its whole body before reading.
     app.add_middleware(_Auth, keys=config.api_keys)
+    app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

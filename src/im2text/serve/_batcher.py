@@ -89,6 +89,12 @@ class Batcher:
         self._closing = False
 
     @property
+    def worker(self) -> ThreadPoolExecutor:
+        """The model's one worker thread: work submitted here runs between batches, never
+        beside one (the model never runs two calls at once)."""
+        return self._executor
+
+    @property
     def queued(self) -> int:
         """Items waiting (not yet in a running batch)."""
         return self._queued

@@ -426,7 +426,7 @@ class _Job:
 def _worker(state: ServerState, model_id: str) -> Executor:
     # The batcher's single worker thread for this model: a chat generation queues behind the
     # batch running on it (and batches behind it), so the model never runs two calls at once.
-    return state.batchers[model_id]._executor
+    return state.batchers[model_id].worker
 
 
 def is_chat_model(model: Model) -> bool:
