@@ -42,3 +42,35 @@ def random_images(n: int, seed: int = 0, size: tuple[int, int] = (48, 40)) -> li
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
         for _ in range(n)
     ]
+
+
+class ThreadServer:
+    """uvicorn in a thread on a free loopback port (uvicorn skips signal handlers off-main).
+
+    `with ThreadServer(app) as s:` -> `s.port`, `s.url`; keywords go to `uvicorn.Config`.
+    """
+
+    def __init__(self, app: object, **config: object) -> None:
+        import threading
+
+        import uvicorn
+
+        options: dict = {"log_level": "warning", "timeout_graceful_shutdown": 10, **config}
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'im2te
 pytest.importorskip("openai", reason="the official client: pip install openai")
 import openai
 import transformers
-import uvicorn
+from conftest import ThreadServer as _ThreadServer
 
 import im2text
 from im2text.serve import ServeConfig, create_app
@@ -56,32 +55,15 @@ def messages(*images: bytes, text: str | None = None) -> list[dict[str, Any]]:
 MIN_TOKENS = 8  # the served models' minimum answer length
 
 
-class ThreadServer:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=10
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+class ThreadServer(_ThreadServer):
+    """The shared test server, with an official `openai` client pointed at it."""
 
     def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        super().__enter__()
         self.client = openai.OpenAI(
             base_url=self.url + "/v1", api_key="none", max_retries=0, timeout=60
         )
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'im2text[serve]'")
 pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'im2text[serve]'")
-import uvicorn
+
+from conftest import ThreadServer as _ThreadServer
 
 import im2text
 from im2text.serve import ServeConfig, create_app
@@ -32,28 +32,8 @@ BIG = 60_000_000  # 30 x the limit, under the drain bound of 64 MiB
 BLOCK = b"x" * 1_000_000
 
 
-class ThreadServer:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", timeout_keep_alive=5
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
+def ThreadServer(app: Any) -> _ThreadServer:
+    return _ThreadServer(app, timeout_keep_alive=5)
 
 
 @pytest.fixture(scope="module")

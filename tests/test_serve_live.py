@@ -31,7 +31,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'im2te
 pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'im2text[serve]'")
 pytest.importorskip("httpx", reason="needs the serve extra: pip install 'im2text[serve]'")
 import httpx
-import uvicorn
+from conftest import ThreadServer
 
 import im2text
 from im2text.serve import ServeConfig, create_app
@@ -58,31 +58,6 @@ def png(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
 
 def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
-
-
-class ThreadServer:
-    """uvicorn in a thread on a free loopback port (uvicorn skips signal handlers off-main)."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=10
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
 
 
 @pytest.fixture(scope="module")
