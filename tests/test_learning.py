@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 def test_blip_learns_shape_captions(tmp_path: Path) -> None:
     result = learning.shapes_captioning(tmp_path, seed=0)
     print(f"held-out exact match {result['exact']:.3f}, CIDEr {result['cider']:.3f}")
-    assert result["exact"] >= 0.70  # chance is 1/96 combinations
+    # Seed 0 gives 0.785 / 8.49 in every run; over seeds 0-4: exact 0.730-0.805, CIDEr
+    # 8.05-8.59. Chance is 1/96 combinations.
+    assert result["exact"] >= 0.65
     assert result["cider"] >= 3.0
 
 
@@ -29,6 +31,9 @@ def test_blip_vqa_learns_easy_vqa(tmp_path: Path) -> None:
     pytest.importorskip("easy_vqa")
     result = learning.easy_vqa(tmp_path, seed=0)
     print(f"held-out accuracy {result['accuracy']:.3f} (open {result['open_accuracy']:.3f})")
-    assert result["accuracy"] >= 0.70  # always answering "no" scores ~0.3
-    assert result["open_accuracy"] >= 0.40  # chance ~0.2 (1 of 3 shapes, 1 of 8 colours)
+    # Seed 0 gives 0.821 / 0.640 in every run; over seeds 0-4: accuracy 0.741-0.859, open
+    # 0.420-0.692 (docs/PERFORMANCE.md). Bars below the worst seed, far above the prior-only
+    # 0.685 / ~0.2 a model that ignores the image gets.
+    assert result["accuracy"] >= 0.72
+    assert result["open_accuracy"] >= 0.35
     assert result["confidence_in_range"] == 1.0
