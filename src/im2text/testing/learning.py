@@ -52,7 +52,6 @@ def shapes_captioning(
 ) -> dict[str, float]:
     """Train a tiny BLIP captioner on 12k shape images; exact match + CIDEr on 200 new ones."""
     import im2text
-    from im2text.cli import main
     from im2text.evaluate.captions import evaluate_captions
 
     work = Path(work)
@@ -60,25 +59,7 @@ def shapes_captioning(
     val = shape_folder(work / "val", 100, seed=2)
     ckpt = build_checkpoint("blip", work / "init", **MODEL)
     out = work / "run"
-    code = main(
-        [
-            "train",
-            "-m",
-            str(ckpt),
-            "--train",
-            str(train),
-            "--val",
-            str(val),
-            "-o",
-            str(out),
-            "--seed",
-            str(seed),
-            *CAPTION_TRAIN,
-            *(extra or []),
-        ]
-    )
-    if code != 0:
-        raise RuntimeError(f"im2text train exited with {code}")
+    _train(ckpt, train, val, out, seed, [*CAPTION_TRAIN, *(extra or [])])
     model = im2text.load(str(out / "best"))
     held_out = shape_dataset(200, seed=3)  # new images, never seen in training
     caps = model.caption([im for im, _ in held_out], num_beams=1, max_new_tokens=8)
@@ -97,7 +78,6 @@ def easy_vqa(
     `extra`: more `im2text train` flags (later ones win), to try other recipes.
     """
     import im2text
-    from im2text.cli import main
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -106,27 +86,7 @@ def easy_vqa(
     held_out = easy_vqa_jsonl(work / "test.jsonl", "test", 3000, 4000)
     ckpt = build_checkpoint("blip-vqa", work / "init", **VQA_MODEL)
     out = work / "run"
-    code = main(
-        [
-            "train",
-            "--task",
-            "vqa",
-            "-m",
-            str(ckpt),
-            "--train",
-            str(train),
-            "--val",
-            str(val),
-            "-o",
-            str(out),
-            "--seed",
-            str(seed),
-            *VQA_TRAIN,
-            *(extra or []),
-        ]
-    )
-    if code != 0:
-        raise RuntimeError(f"im2text train exited with {code}")
+    _train(ckpt, train, val, out, seed, ["--task", "vqa", *VQA_TRAIN, *(extra or [])])
     model = im2text.load(str(out / "best"))
     rows = [json.loads(line) for line in held_out.read_text().splitlines()]
     answers = model.ask(
@@ -139,3 +99,13 @@ def easy_vqa(
         "open_accuracy": sum(r for r, o in zip(right, open_q) if o) / max(1, sum(open_q)),
         "confidence_in_range": float(all(0.0 <= a.confidence <= 1.0 for a in answers)),
     }
+
+
+def _train(ckpt: Path, train: Path, val: Path, out: Path, seed: int, flags: list[str]) -> None:
+    """`im2text train` through the CLI, as a user runs it."""
+    from im2text.cli import main
+
+    args = ["train", "-m", str(ckpt), "--train", str(train), "--val", str(val), "-o", str(out)]
+    code = main([*args, "--seed", str(seed), *flags])
+    if code != 0:
+        raise RuntimeError(f"im2text train exited with {code}")
