@@ -44,6 +44,15 @@ def random_images(n: int, seed: int = 0, size: tuple[int, int] = (48, 40)) -> li
     ]
 
 
+def png(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A random RGB image, PNG-encoded (what a client uploads)."""
+    import io
+
+    buf = io.BytesIO()
+    random_images(1, seed=seed, size=size)[0].save(buf, "PNG")
+    return buf.getvalue()
+
+
 class ThreadServer:
     """uvicorn in a thread on a free loopback port (uvicorn skips signal handlers off-main).
 

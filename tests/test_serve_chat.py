@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -29,19 +28,12 @@ pytest.importorskip("openai", reason="the official client: pip install openai")
 import openai
 import transformers
 from conftest import ThreadServer as _ThreadServer
+from conftest import png
 
 import im2text
 from im2text.serve import ServeConfig, create_app
 
 STEP_S = 0.04  # the decoder's pace while a test watches the stream
-
-
-def png(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def messages(*images: bytes, text: str | None = None) -> list[dict[str, Any]]:

@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -31,7 +30,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'im2te
 pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'im2text[serve]'")
 pytest.importorskip("httpx", reason="needs the serve extra: pip install 'im2text[serve]'")
 import httpx
-from conftest import ThreadServer
+from conftest import ThreadServer, png
 
 import im2text
 from im2text.serve import ServeConfig, create_app
@@ -46,14 +45,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def png(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def data_url(data: bytes) -> str:

@@ -40,7 +40,13 @@ def add_parsers(sub: Any) -> None:
         add_model_args(p, spec.default_model)
         for param in spec.params:
             if param.flags:
-                p.add_argument(*param.flags, dest=param.name, help=param.help, **param.cli)
+                p.add_argument(
+                    *param.flags,
+                    dest=param.name,
+                    help=param.help,
+                    required=param.required,
+                    **param.cli,
+                )
         _EXTRA_ARGS.get(spec.name, lambda p: None)(p)
         if spec.generates:
             add_generation_args(p)

@@ -65,7 +65,7 @@ def _task_request(spec: TaskSpec) -> type[BaseModel]:
     fields: dict[str, Any] = dict(_INPUT_FIELDS.get(spec.name, {}))
     for p in spec.params:
         if p.server:
-            default = ... if p.cli.get("required") else p.default
+            default = ... if p.required else p.default
             fields[p.name] = (p.annotation, Field(default, description=p.help, **p.bounds))
     bases = (_Request, _Generation) if spec.generates else (_Request,)
     name = f"{spec.name.capitalize()}Request"

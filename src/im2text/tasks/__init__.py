@@ -33,6 +33,7 @@ class Param:
     # How the server and the CLI check it: "text" (one string: whitespace-normalised, length
     # limit), "texts" (a list of them), "value" (checked by the task itself).
     kind: str = "value"
+    required: bool = False  # must be given (a CLI option and a JSON field that must be set)
     flags: tuple[str, ...] = ()  # CLI option strings; () = no CLI option of this name
     cli: dict[str, Any] = field(default_factory=dict)  # argparse keywords (action, type, nargs)
     bounds: dict[str, Any] = field(default_factory=dict)  # the server schema's constraints
@@ -162,7 +163,8 @@ TASKS: dict[str, TaskSpec] = {
                     "texts scored against each image",
                     kind="texts",
                     flags=("--text", "-t"),
-                    cli={"action": "append", "required": True},
+                    required=True,
+                    cli={"action": "append"},
                 ),
             ),
         ),
