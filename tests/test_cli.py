@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -18,37 +17,6 @@ from conftest import EXAMPLES, random_images
 from im2text.cli import EXIT_MODEL, EXIT_OK, EXIT_PARTIAL, main
 
 FIELDS = {"path", "caption", "mean_logprob", "captions", "model", "error"}
-
-
-def _bomb_png(path: Path) -> None:
-    """A 1x1 PNG whose header claims 100000 x 100000 pixels."""
-    import io
-
-    buf = io.BytesIO()
-    random_images(1, size=(1, 1))[0].save(buf, format="PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = (100_000).to_bytes(4, "big") * 2
-    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
-    data[ihdr + 17 : ihdr + 21] = crc.to_bytes(4, "big")
-    path.write_bytes(bytes(data))
-
-
-@pytest.fixture()
-def mixed_folder(tmp_path: Path) -> tuple[Path, set[str]]:
-    """Good images (nested too) and bad ones; returns the folder and the bad files' names."""
-    root = tmp_path / "photos"
-    (root / "sub").mkdir(parents=True)
-    for p in EXAMPLES.glob("*.jpg"):
-        shutil.copy(p, root / p.name)
-    random_images(1)[0].save(root / "sub" / "noise.png")
-    good = (EXAMPLES / "cat.jpg").read_bytes()
-    (root / "truncated.jpg").write_bytes(good[: len(good) // 2])
-    (root / "empty.png").write_bytes(b"")
-    (root / "notes.jpg").write_text("not really a picture")
-    _bomb_png(root / "sub" / "bomb.png")
-    (root / "readme.txt").write_text("ignored: not an image extension")
-    return root, {"truncated.jpg", "empty.png", "notes.jpg", "bomb.png"}
 
 
 def _records(path: Path) -> list[dict]:

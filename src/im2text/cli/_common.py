@@ -95,12 +95,81 @@ def add_loading_args(p: argparse.ArgumentParser) -> None:
         help=with_default(LoadSettings, "batch_size"),
     )
     p.add_argument(
-        "--workers",
+        "--loader-threads",
+        dest="loader_threads",
         type=int,
         default=default(LoadSettings, "num_workers"),
         help=with_default(LoadSettings, "num_workers"),
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _workers(text: str) -> tuple[int, int]:
+    lo, _, hi = text.partition(",")
+    try:
+        pair = (int(lo), int(hi or lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN,MAX, got {text!r}") from None
+    if not 1 <= pair[0] <= pair[1]:
+        raise argparse.ArgumentTypeError(f"need 1 <= MIN <= MAX, got {text!r}")
+    return pair
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    from im2text.jobs.engines import ENGINES, EngineConfig
+
+    g = p.add_argument_group(
+        "sharded runs (--engine: --output is a folder of shards; see `im2text merge`)"
+    )
+    helps = field_help(EngineConfig)
+    g.add_argument("--engine", choices=ENGINES, help=helps["engine"])
+    g.add_argument("--shard-size", type=int, help=helps["shard_size"])
+    g.add_argument("--workers", type=_workers, metavar="MIN,MAX", help=helps["workers"])
+    g.add_argument("--cpus-per-worker", type=float, help=helps["cpus_per_worker"])
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help=helps["gpus_per_worker"])
+    g.add_argument("--ray-address", help=helps["ray_address"])
+    g.add_argument("--parquet", action="store_true", help=helps["parquet"])
+
+
+def run_sharded(
+    args: argparse.Namespace, task: str, items: list[Any], params: dict[str, Any]
+) -> Any:
+    """Run a bulk command's job through `--engine` into the shard folder `--output`."""
+    from im2text.jobs.engines import EngineConfig, run_job
+
+    if not args.output:
+        raise ValueError("--engine needs --output FOLDER (the shards go there)")
+    config = EngineConfig(
+        engine=args.engine,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        ray_address=args.ray_address,
+        parquet=args.parquet,
+        retry_errors=getattr(args, "retry_errors", False),
+        progress=not args.no_progress,
+    )
+    load = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "revision": args.revision,
+        "batch_size": args.batch_size,
+        "num_workers": args.loader_threads,
+    }
+    from im2text._loading import resolve
+
+    args._loading = True  # a bad model name is exit code 3 before any worker starts
+    resolve(args.model, args.revision)
+    args._loading = False
+    summary = run_job(
+        task, items, args.output, model=args.model, load=load, params=params, config=config
+    )
+    err(
+        f"im2text: {summary.shards_run} shard(s) run, {summary.shards} in all; "
+        f"{summary.records} records ({summary.failed} with errors) in {summary.output}"
+    )
+    return summary
 
 
 def load_model(args: argparse.Namespace) -> Any:
@@ -113,7 +182,7 @@ def load_model(args: argparse.Namespace) -> Any:
         dtype=args.dtype,
         revision=args.revision,
         batch_size=args.batch_size,
-        num_workers=args.workers,
+        num_workers=args.loader_threads,
     )
     args._loading = False
     args.model_name = model.name

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from im2text.cli._common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    add_engine_args,
     add_generation_args,
     add_loading_args,
     add_model_args,
     bulk,
     err,
     generation,
+    run_sharded,
 )
 from im2text.tasks import TASKS, TaskSpec
 
@@ -31,7 +35,11 @@ def add_parsers(sub: Any) -> None:
             help="image files, folders (recursive) or globs",
         )
         add_loading_args(p)
-        p.add_argument("--output", "-o", help="FILE.jsonl or FILE.csv; rerunning resumes it")
+        p.add_argument(
+            "--output",
+            "-o",
+            help="FILE.jsonl or FILE.csv (with --engine: a folder); rerunning resumes it",
+        )
         p.add_argument(
             "--retry-errors",
             action="store_true",
@@ -50,7 +58,20 @@ def add_parsers(sub: Any) -> None:
         _EXTRA_ARGS.get(spec.name, lambda p: None)(p)
         if spec.generates:
             add_generation_args(p)
+        add_engine_args(p)
         p.set_defaults(func=run_task, spec=spec)
+    p = sub.add_parser("merge", help="join a sharded output's shards into one file, in order")
+    p.add_argument("output", help="the --output folder of an --engine run")
+    p.add_argument("--to", required=True, help="FILE.jsonl or FILE.csv")
+    p.set_defaults(func=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from im2text.jobs.shards import merge
+
+    count = merge(args.output, args.to)
+    err(f"im2text: {count} records -> {args.to}")
+    return EXIT_OK
 
 
 def run_task(args: argparse.Namespace) -> int:
@@ -58,6 +79,12 @@ def run_task(args: argparse.Namespace) -> int:
     params = {p.name: getattr(args, p.name) for p in spec.params if p.flags}
     params.update(_CONVERT.get(spec.name, lambda a: {})(args))
     items = _inputs(spec, args)
+    if args.engine:
+        if getattr(args, "sidecar", False):
+            raise ValueError("--sidecar writes beside the images; use it without --engine")
+        kwargs = {**params, **(generation(args) if spec.generates else {})}
+        summary = run_sharded(args, spec.name, items, kwargs)
+        return EXIT_PARTIAL if summary.failed else EXIT_OK
 
     def run(model: Any, todo: list[Any]) -> Iterable[Any]:
         kwargs = {**params, **(generation(args) if spec.generates else {})}
@@ -87,7 +114,9 @@ def _key(spec: TaskSpec, item: Any) -> tuple[str, ...]:
 
 def _inputs(spec: TaskSpec, args: argparse.Namespace) -> list[Any]:
     from im2text.images import ImageSource, expand_inputs
+    from im2text.jobs.shards import expand_list_files
 
+    args.inputs = expand_list_files(args.inputs)
     if not spec.pairs:
         return expand_inputs(args.inputs)
     if args.questions and args.inputs:

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class RecordWriter:
         text = (_csv_line(self.fields) if self.is_csv else "") + "".join(
             self._format(r) for r in records
         )
-        _atomic_write(self.path, text)
+        atomic_write(self.path, text)
 
     def _format(self, record: dict[str, Any]) -> str:
         if self.is_csv:
@@ -135,18 +136,34 @@ def _csv_line(values: Any) -> str:
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + fsync + rename: readers never see half a file."""
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp's files are 0600, published files get the usual mode
+
+
+def atomic_write(
+    path: Path, data: str | bytes, *, before_publish: Callable[[], None] | None = None
+) -> None:
+    """Write via a temp file in the same folder + fsync + rename (+ fsync of the folder, so the
+    rename survives a power cut): readers never see half a file. `before_publish` runs when the
+    data is on disk but not yet visible under `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+        if before_publish is not None:
+            before_publish()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write_sidecar(
@@ -159,7 +176,7 @@ def write_sidecar(
     target = Path(image_path).with_suffix(".txt")
     if target.exists() and not overwrite:
         return False
-    _atomic_write(target, text.strip() + "\n")
+    atomic_write(target, text.strip() + "\n")
     return True
 
 
