@@ -35,6 +35,8 @@ def test_public_api_is_what_we_mean_to_export() -> None:
         "CheckpointError",
         "Classification",
         "Embedding",
+        "EngineConfig",
+        "JobSummary",
         "Line",
         "Match",
         "Reading",
@@ -48,6 +50,7 @@ def test_public_api_is_what_we_mean_to_export() -> None:
         "download",
         "list_models",
         "load",
+        "run_job",
     }
     for name in im2text.__all__:
         assert hasattr(im2text, name)

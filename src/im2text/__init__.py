@@ -11,6 +11,7 @@ from im2text._loading import ModelNotAvailableError
 from im2text.config import GenerationSettings, LoadSettings, Preset
 from im2text.families.base import CheckpointError
 from im2text.images import ImageError
+from im2text.jobs.engines import EngineConfig, JobSummary, run_job
 from im2text.model import Model, download, load
 from im2text.registry import list_models
 from im2text.results import (
@@ -35,8 +36,10 @@ __all__ = [
     "CheckpointError",
     "Classification",
     "Embedding",
+    "EngineConfig",
     "GenerationSettings",
     "ImageError",
+    "JobSummary",
     "Line",
     "LoadSettings",
     "Match",
@@ -48,4 +51,5 @@ __all__ = [
     "download",
     "list_models",
     "load",
+    "run_job",
 ]

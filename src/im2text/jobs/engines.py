@@ -51,7 +51,7 @@ class EngineConfig:
     workers: tuple[int, int] | None = None  # MIN,MAX workers (default: what the CPUs/GPUs fit)
     cpus_per_worker: float | None = None  # CPU threads a worker (default: all CPUs / workers)
     gpus_per_worker: float = 0.0  # GPUs a Ray worker (fractions share a GPU)
-    ray_address: str | None = None  # "auto", HOST:PORT, or None: start Ray in this process
+    ray_address: str | None = None  # "auto", HOST:PORT; None: $RAY_ADDRESS or a Ray in this process
     parquet: bool = False  # also write shard-N.parquet
     retry_errors: bool = False  # run again the inputs whose records hold an error
     progress: bool = True  # a progress bar of shards done / total, images/s
@@ -331,9 +331,19 @@ def _run_ray(
     env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
     started_here = not ray.is_initialized()
     if started_here:
-        local = {"include_dashboard": False} if config.ray_address is None else {}
+        # No address: RAY_ADDRESS (set inside Ray jobs), else a new Ray in this process, never
+        # whatever cluster Ray's own discovery would find on the machine.
+        address = config.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        # A Ray of our own: no dashboard, and no idle workers prestarted for every CPU (each
+        # is a Python process competing with the actors' start on a small machine).
+        local: dict[str, Any] = {}
+        if address == "local":
+            local = {
+                "include_dashboard": False,
+                "_system_config": {"enable_worker_prestart": False},
+            }
         ray.init(
-            address=config.ray_address,
+            address=address,
             runtime_env={"env_vars": env} if env else None,
             log_to_driver=False,
             logging_level="ERROR",
