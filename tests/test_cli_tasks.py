@@ -115,13 +115,73 @@ def test_search_cli_and_torn_index_recovery(tiny, tmp_path: Path, capsys) -> Non
         f.write(np.ones(32, dtype="<f4").tobytes()[:50])
     with open(index_dir / "items.jsonl", "a") as f:
         f.write('{"path": "half')
-    index = EmbeddingIndex(index_dir)
-    assert len(index) == 4 and (index_dir / "vectors.f32").stat().st_size == 4 * 32 * 4
+    size = (index_dir / "vectors.f32").stat().st_size
+    items = (index_dir / "items.jsonl").read_bytes()
+    index = EmbeddingIndex(index_dir)  # a reader ignores the torn tail and writes nothing
+    assert len(index) == 4 and (index_dir / "vectors.f32").stat().st_size == size
+    assert (index_dir / "items.jsonl").read_bytes() == items
+    assert [h.path for h in index.search(index.vectors()[0], 1)] == [index.paths[0]]
+    writer = EmbeddingIndex.open_or_create(index_dir, model=model, dim=32)  # the writer repairs
+    assert len(writer) == 4 and (index_dir / "vectors.f32").stat().st_size == 4 * 32 * 4
+    with pytest.raises(ValueError, match="being written by another process"):
+        EmbeddingIndex.open_or_create(index_dir, model=model, dim=32)
+    writer.close()
+    with pytest.raises(ValueError, match="holds embeddings of"):  # same dim, another model
+        EmbeddingIndex.open_or_create(index_dir, model="other-model", dim=32)
+    with pytest.raises(ValueError, match="NaN"):
+        w = EmbeddingIndex.open_or_create(index_dir, model=model, dim=32)
+        try:
+            w.add("nan.png", np.full(32, np.nan))
+        finally:
+            w.close()
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search(index.vectors()[0], 0)
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", str(index_dir), "a cat", "-k", "0"])
+    assert exit_.value.code == 2
+    (index_dir / "meta.json").write_text("{not json")
+    assert main(["search", str(index_dir), "a cat"]) == 2
+    assert "meta.json is damaged" in capsys.readouterr().err
+
+
+def test_search_while_a_writer_adds_never_damages_the_index(tmp_path: Path) -> None:
+    import threading
+
+    folder = tmp_path / "idx"
+    writer = EmbeddingIndex.create(folder, model="m", dim=8)
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(300, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    seen: list[int] = []
+    problems: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                index = EmbeddingIndex(folder)  # read-only, beside the writer
+                if len(index):
+                    hit = index.search(index.vectors()[len(index) - 1], 1)[0]
+                    assert hit.path == index.paths[-1] and hit.score > 0.999
+                seen.append(len(index))
+            except BaseException as e:
+                problems.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i, v in enumerate(vecs):
+        writer.add(f"img{i}", v)
+    stop.set()
+    reader.join()
+    writer.close()
+    assert not problems and len(set(seen)) > 3  # it read many states, all of them valid
+    final = EmbeddingIndex(folder)
+    assert len(final) == 300 and (folder / "vectors.f32").stat().st_size == 300 * 8 * 4
 
 
 def test_faiss_search_equals_exact_search(tiny, tmp_path: Path) -> None:
     pytest.importorskip("faiss")
-    index = EmbeddingIndex.create(tmp_path / "idx", model="x", dim=16)
+    index = EmbeddingIndex.create(tmp_path / "idx", model="x", dim=16)  # open for writing
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(50, 16)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

@@ -36,6 +36,7 @@ from im2text.serve._tasks import batch_runner
 
 DATA = Path(__file__).parent / "data"
 
+LOCAL = "http://127.0.0.1:8000"  # a Host the server accepts (loopback)
 CONFIG = ServeConfig(
     max_body_bytes=2_000_000,
     max_image_bytes=1_000_000,
@@ -85,7 +86,7 @@ def models(tiny) -> dict[str, im2text.Model]:
 
 @pytest.fixture(scope="module")
 def client(models) -> Iterator[TestClient]:
-    with TestClient(create_app(models, CONFIG)) as c:
+    with TestClient(create_app(models, CONFIG), base_url=LOCAL) as c:
         yield c
 
 
@@ -572,7 +573,7 @@ def test_chat_errors(client: TestClient, req: dict[str, Any], status: int, kind:
 
 def test_api_keys(models) -> None:
     app = create_app({"blip": models["blip"]}, ServeConfig(api_keys=("secret-1", "secret-2")))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "secret-1"}):
             resp = c.post("/v1/caption", json={"image": b64(png())}, headers=headers)
             assert resp.status_code == 401 and error_of(resp)["type"] == "invalid_api_key"
@@ -593,7 +594,7 @@ def test_api_keys(models) -> None:
 
 def test_names_load_in_background_and_ready_waits(tiny) -> None:
     app = create_app([str(tiny("blip"))], ServeConfig())
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         seen = c.get("/ready").status_code
         assert seen in (200, 503)
         deadline = time.monotonic() + 30
@@ -602,7 +603,7 @@ def test_names_load_in_background_and_ready_waits(tiny) -> None:
         assert c.get("/ready").json()["models"] == ["blip"]  # id: the directory's name
         assert c.post("/v1/caption", json={"model": "blip", "image": b64(png())}).status_code == 200
     app = create_app(["/no/such/model/dir"], ServeConfig())
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         deadline = time.monotonic() + 10
         while "failed" not in c.get("/ready").text and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -634,7 +635,7 @@ def test_duplicate_ids_and_empty_are_refused(models) -> None:
 
 async def _concurrent(app: Any, requests: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as c:
         return await asyncio.gather(*(c.post(path, **kw) for path, kw in requests))
 
 
@@ -688,7 +689,7 @@ def test_concurrent_requests_share_forward_passes(models) -> None:
 
 async def _metrics(app: Any) -> str:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as c:
         return (await c.get("/metrics")).text
 
 
@@ -741,7 +742,7 @@ def test_full_queue_answers_429_and_timeouts_503(models) -> None:
 
     async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as c:
             body = {"json": {"image": b64(png())}}
             running = asyncio.create_task(c.post("/v1/caption", **body))
             await asyncio.sleep(0.3)  # now computing (blocked); the next two wait in the queue
@@ -838,7 +839,7 @@ def url_client(models) -> Iterator[TestClient]:
     cfg = dataclasses.replace(
         CONFIG, allow_remote_urls=True, url_allow_networks=("127.0.0.1/32",), url_timeout_s=0.8
     )
-    with TestClient(create_app({"blip": models["blip"]}, cfg)) as c:
+    with TestClient(create_app({"blip": models["blip"]}, cfg), base_url=LOCAL) as c:
         yield c
 
 

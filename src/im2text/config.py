@@ -43,8 +43,22 @@ class GenerationSettings:
                 f"num_return_sequences={self.num_return_sequences} needs num_beams >= it "
                 "(or do_sample=True)"
             )
+        import math
+
+        for name in ("temperature", "top_p", "repetition_penalty", "length_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
         if self.do_sample and self.temperature <= 0:
             raise ValueError("temperature must be > 0 when sampling")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.top_k < 0 or self.min_new_tokens < 0:
+            raise ValueError("top_k and min_new_tokens must be >= 0")
 
     def to_generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for transformers' `generate`."""

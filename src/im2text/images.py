@@ -16,6 +16,7 @@ import glob
 import io
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,7 +141,9 @@ def expand_inputs(
     Raises:
         TypeError: If an item has an unsupported type.
     """
-    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    # A list, tuple or generator/iterator of items (a generator of PIL images, say) is many.
+    many = isinstance(inputs, (list, tuple, Iterator)) and not isinstance(inputs, Image.Image)
+    items = list(inputs) if many else [inputs]  # type: ignore[call-overload]
     if isinstance(extensions, str):  # ".png" alone must not be read as {".", "p", "n", "g"}
         extensions = [extensions]
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)

@@ -7,6 +7,7 @@ Every task method is a thin front over `Model.stream(task, ...)`, which reads th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import replace
 from pathlib import Path
@@ -98,6 +99,9 @@ class Model:
         spec = get_task(task)
         self._require(spec)
         kwargs = self._task_kwargs(spec, params)
+        if isinstance(inputs, Sized) and total is None:
+            total = len(inputs)
+        inputs = _as_sources(inputs, spec.pairs)
         load = replace(self.settings, batch_size=batch_size or self.settings.batch_size)
         stream = spec.stream(self.family, inputs, load=load, **kwargs)
         return _progress(stream, total, inputs, spec.progress) if progress else stream
@@ -591,6 +595,27 @@ def load(
         return Model(family, name=name, preset=preset, settings=settings)
     revision = revision or (preset.revision if preset else None)
     hub = _loading.hub_options(source, name, revision=revision, local=local)
+    try:
+        family = _load_family(source, preset, dtype, dev, hub)
+    except (_loading.ModelNotAvailableError, CheckpointError):
+        raise
+    except Exception as e:
+        if not local:
+            raise
+        # A damaged folder: corrupt or truncated weights, no config, unknown model_type,
+        # missing tokenizer files. Named as a checkpoint problem, never a traceback.
+        raise CheckpointError(f"{source} is not a loadable checkpoint: {_first_line(e)}") from e
+    return Model(family, name=name, preset=preset, settings=settings)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _load_family(
+    source: str, preset: Preset | None, dtype: str, dev: torch.device, hub: dict[str, Any]
+) -> Family:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source, **hub)
@@ -601,7 +626,13 @@ def load(
             f"{family_cls.key} checkpoint ({', '.join(config.architectures or [])})"
         )
     family = family_cls.from_pretrained(source, device=dev, dtype=resolve_dtype(dtype, dev), **hub)
-    return Model(family, name=name, preset=preset, settings=settings)
+    bad = [n for n, p in family.model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise CheckpointError(
+            f"{source} has NaN or infinite weights in {len(bad)} tensor(s) ({', '.join(bad[:3])}): "
+            "every score would be NaN"
+        )
+    return family
 
 
 def download(model: str, to: str | Path, *, revision: str | None = None) -> Path:
@@ -630,8 +661,24 @@ def _write_metadata(out: Path, preset: Preset | None, **info: Any) -> None:
     (out / _loading.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def _as_sources(inputs: Iterable[Any], pairs: bool) -> Iterator[Any]:
+    """Inputs as `ImageSource`s, lazily: a generator of PIL images streams through (each keyed
+    by its position, as `expand_inputs` would); paths, folders and globs expand in place."""
+    for n, item in enumerate(inputs):
+        image, question = item if pairs else (item, None)
+        if isinstance(image, ImageSource):
+            sources = [image]
+        elif isinstance(image, (str, os.PathLike)):
+            sources = expand_inputs(image)
+        else:
+            one = expand_inputs([image])[0]
+            sources = [ImageSource(one.key.replace("#0", f"#{n}"), one.data)]
+        for source in sources:
+            yield (source, question) if pairs else source
+
+
 def _is_single(images: Any) -> bool:
-    if isinstance(images, (list, tuple)):
+    if isinstance(images, (list, tuple, Iterator)):
         return False
     if isinstance(images, (str, Path)):
         text = str(images)

@@ -11,7 +11,6 @@ import ast
 import dataclasses
 import functools
 import inspect
-import json
 import sys
 import textwrap
 from collections.abc import Callable, Iterable
@@ -189,6 +188,18 @@ def load_model(args: argparse.Namespace) -> Any:
     return model
 
 
+def job_identity(args: argparse.Namespace, task: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What names a bulk output's job: task, model, revision, parameters."""
+    from pathlib import Path
+
+    from im2text.jobs.shards import JobSpec
+
+    model = args.model
+    if model and Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())
+    return JobSpec(task, model, args.revision, params).identity()
+
+
 def bulk(
     args: argparse.Namespace,
     items: list[Any],
@@ -199,6 +210,7 @@ def bulk(
     key_fields: tuple[str, ...] = ("path",),
     skip: Callable[[Any], bool] | None = None,
     emit: Callable[[Any, Any], None] | None = None,
+    job: dict[str, Any] | None = None,
 ) -> int:
     """The bulk loop every task command shares: resume from --output, run, write, count.
 
@@ -208,19 +220,30 @@ def bulk(
         run: (model, todo) -> iterator of results with `.ok` and `.to_record(model_name)`.
         skip: item -> True to skip it for another reason (e.g. its sidecar exists).
         emit: (result, writer) -> None, instead of printing records to stdout (no --output).
+        job: the job's identity; --output refuses a file another job wrote.
     """
-    from im2text.jobs.records import RecordWriter
+    from im2text.jobs.records import RecordWriter, input_identity
 
+    # One input, one record: the same file given twice (or as imgs/ and ./imgs/) runs once.
+    unique: dict[tuple[str, ...], Any] = {}
+    for it in items:
+        k = key(it)
+        unique.setdefault((input_identity(k[0]), *k[1:]), it)
+    items = list(unique.values())
     writer = (
         RecordWriter(
-            args.output, fields=fields, key_fields=key_fields, retry_errors=args.retry_errors
+            args.output,
+            fields=fields,
+            key_fields=key_fields,
+            retry_errors=args.retry_errors,
+            retry_only=[key(it) for it in items],
+            job=job,
+            other_job_ok=getattr(args, "other_job", False),
         )
         if args.output
         else None
     )
-    todo = [
-        it for it in items if not (writer and key(it) in writer.done) and not (skip and skip(it))
-    ]
+    todo = [it for it in items if not (writer and writer.has(key(it))) and not (skip and skip(it))]
     if len(todo) < len(items):
         err(
             f"im2text: {len(items) - len(todo)} of {len(items)} items already done; "
@@ -230,7 +253,12 @@ def bulk(
         if writer:
             writer.close()
         return EXIT_OK
-    model = load_model(args)
+    try:
+        model = load_model(args)
+    except BaseException:
+        if writer:
+            writer.close()
+        raise
     failed = 0
     try:
         for result in run(model, todo):
@@ -239,7 +267,7 @@ def bulk(
             if emit is not None:
                 emit(result, writer)
             elif not writer:
-                print(json.dumps(result.to_record(model.name), ensure_ascii=False), flush=True)
+                print(record_text(result.to_record(model.name)), end="", flush=True)
             failed += not result.ok
     finally:
         if writer:
@@ -248,6 +276,12 @@ def bulk(
         err(f"im2text: {failed} of {len(todo)} items failed (see the 'error' field)")
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def record_text(record: dict[str, Any]) -> str:
+    from im2text.jobs.records import record_line
+
+    return record_line(record)
 
 
 def err(message: str) -> None:

@@ -31,10 +31,17 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("search", help="search an index with a text or an image")
     p.add_argument("index", help="index folder made by `im2text index`")
     p.add_argument("query", help="text, or the path of an image")
-    p.add_argument("--top-k", "-k", type=int, default=5)
+    p.add_argument("--top-k", "-k", type=_positive, default=5)
     p.add_argument("--faiss", action="store_true", help="use faiss (exact inner product)")
     add_model_args(p, None)
     p.set_defaults(func=_cmd_search, batch_size=8, loader_threads=1)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -48,17 +55,27 @@ def _cmd_index(args: argparse.Namespace) -> int:
     model = load_model(args)
     dim = int(model.embed(texts=["probe"]).shape[1])
     index = EmbeddingIndex.open_or_create(args.out, model=args.model, dim=dim)
-    todo = [s for s in sources if s.key not in index]
-    err(f"im2text: index has {len(index)} images; adding {len(todo)} new")
-    failed = 0
-    for emb in model.embed_iter(todo, progress=not args.no_progress, total=len(todo)):
-        if not emb.ok:
-            failed += 1
-            err(f"im2text: {emb.error}")
-            continue
-        index.add(emb.source, emb.vector)
-    err(f"im2text: index now holds {len(index)} images")
+    try:
+        todo = [s for s in sources if s.key not in index]
+        err(f"im2text: index has {len(index)} images; adding {len(todo)} new")
+        results = model.embed_iter(todo, progress=not args.no_progress, total=len(todo))
+        failed = sum(not _add(index, e.source, e.vector, e.error) for e in results)
+        err(f"im2text: index now holds {len(index)} images")
+    finally:
+        index.close()
     return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _add(index: Any, path: str, vector: Any, error: str | None) -> bool:
+    """Add one embedding; False (reported) for a failed item or a vector the index refuses."""
+    if error is None:
+        try:
+            index.add(path, vector)
+            return True
+        except ValueError as e:
+            error = str(e)
+    err(f"im2text: {error}")
+    return False
 
 
 def _index_sharded(args: argparse.Namespace, sources: list[Any]) -> int:
@@ -70,24 +87,33 @@ def _index_sharded(args: argparse.Namespace, sources: list[Any]) -> int:
     from im2text.jobs.shards import Manifest, Storage, read_shard
 
     folder = Path(args.out)
-    index = EmbeddingIndex(folder) if (folder / "meta.json").is_file() else None
-    todo = [s for s in sources if index is None or s.key not in index]
+    existing = EmbeddingIndex(folder) if (folder / "meta.json").is_file() else None
+    todo = [s for s in sources if existing is None or s.key not in existing]
     args.output = str(folder / "shards")
     if todo:
         run_sharded(args, "embed", todo, {})
     storage = Storage(args.output)
     manifest = Manifest.load(storage)
+    records = [
+        rec
+        for shard in range(len(manifest.shards) if manifest else 0)
+        for rec in read_shard(storage, shard) or []
+    ]
+    dims = [r["dim"] for r in records if not r.get("error")]
+    if existing is None and not dims:
+        err("im2text: no image could be embedded; no index written")
+        return EXIT_PARTIAL
+    dim = existing.dim if existing else dims[0]
+    index = EmbeddingIndex.open_or_create(folder, model=args.model, dim=dim)
     failed = 0
-    for shard in range(len(manifest.shards) if manifest else 0):
-        for rec in read_shard(storage, shard) or []:
-            if rec.get("error"):
-                failed += 1
-                continue
-            if index is None:
-                index = EmbeddingIndex.open_or_create(folder, model=args.model, dim=rec["dim"])
-            if rec["path"] not in index:
-                index.add(rec["path"], np.asarray(rec["embedding"], dtype=np.float32))
-    err(f"im2text: index now holds {len(index) if index else 0} images")
+    try:
+        for rec in records:
+            if rec.get("error") or rec["path"] not in index:
+                vector = np.asarray(rec["embedding"] or [], dtype=np.float32)
+                failed += not _add(index, rec["path"], vector, rec.get("error"))
+        err(f"im2text: index now holds {len(index)} images")
+    finally:
+        index.close()
     return EXIT_PARTIAL if failed else EXIT_OK
 
 

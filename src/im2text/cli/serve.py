@@ -17,6 +17,8 @@ _SPECIAL = {
     "max_image_bytes",
     "url_allow_networks",
     "allow_remote_urls",
+    "allowed_hosts",
+    "allowed_origins",
 }
 
 
@@ -58,6 +60,22 @@ def add_parsers(sub: Any) -> None:
         metavar="CIDR",
         help=field_help(ServeConfig)["url_allow_networks"],
     )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the server answers to besides localhost and the bound address "
+        "(repeatable; '*' for any) — others are refused against DNS rebinding",
+    )
+    p.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a web origin whose pages may POST here (repeatable); other cross-origin posts "
+        "are refused",
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -84,6 +102,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_image_bytes=int(args.max_image_mb * MB),
         allow_remote_urls=args.allow_remote_urls,
         url_allow_networks=tuple(args.url_allow_network),
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
     )
     args._loading = True
     run(args.models, config)

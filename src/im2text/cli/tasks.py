@@ -21,6 +21,7 @@ from im2text.cli._common import (
     bulk,
     err,
     generation,
+    job_identity,
     run_sharded,
 )
 from im2text.tasks import TASKS, TaskSpec
@@ -44,6 +45,11 @@ def add_parsers(sub: Any) -> None:
             "--retry-errors",
             action="store_true",
             help="with --output: run again the items whose record has an error",
+        )
+        p.add_argument(
+            "--other-job",
+            action="store_true",
+            help="with --output: append although another job (model, settings) wrote it",
         )
         add_model_args(p, spec.default_model)
         for param in spec.params:
@@ -79,6 +85,8 @@ def run_task(args: argparse.Namespace) -> int:
     params = {p.name: getattr(args, p.name) for p in spec.params if p.flags}
     params.update(_CONVERT.get(spec.name, lambda a: {})(args))
     items = _inputs(spec, args)
+    if getattr(args, "sidecar", False):
+        _check_sidecars(items)
     if args.engine:
         if getattr(args, "sidecar", False):
             raise ValueError("--sidecar writes beside the images; use it without --engine")
@@ -102,7 +110,28 @@ def run_task(args: argparse.Namespace) -> int:
         key_fields=spec.key_fields,
         skip=hooks.get("skip", lambda a: None)(args),
         emit=hooks.get("emit", lambda a: None)(args),
+        job=job_identity(
+            args, spec.name, {**params, **(generation(args) if spec.generates else {})}
+        ),
     )
+
+
+def _check_sidecars(sources: list[Any]) -> None:
+    """photo.jpg and photo.png would both write photo.txt: refuse before anything runs."""
+    from im2text.jobs.records import input_identity, sidecar_path
+
+    owners: dict[str, set[str]] = {}
+    for s in sources:
+        owners.setdefault(input_identity(str(sidecar_path(s.key))), set()).add(
+            input_identity(s.key)
+        )
+    clashes = [sorted(v) for v in owners.values() if len(v) > 1]
+    if clashes:
+        names = "; ".join(" and ".join(c) for c in clashes[:5])
+        raise ValueError(
+            f"--sidecar: {len(clashes)} caption file(s) would be written by two images ({names}); "
+            "rename one of each pair, or use --output"
+        )
 
 
 def _key(spec: TaskSpec, item: Any) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ runs in loader threads; model-side methods run in the calling thread.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, runtime_checkable
 
 import torch
@@ -151,6 +152,11 @@ class LoraAdaptable(Protocol):
 # --- families -------------------------------------------------------------------------------------
 
 
+# Files that hold a tokenizer's vocabulary, one of which a text model's folder must have.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")  # fmt: skip
+
+
 class Family:
     """Base class: load a checkpoint of this family. Capabilities come from subclasses.
 
@@ -167,6 +173,7 @@ class Family:
     model_class: ClassVar[str]  # transformers class that loads the weights
     vision_tower: ClassVar[str | None] = None  # attribute path of the image encoder (dedupe)
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
+    needs_tokenizer: ClassVar[bool] = True  # False for image-only models (ViT classifiers)
     tasks: ClassVar[tuple[str, ...]]  # what this family's checkpoints are for
 
     def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype):
@@ -189,6 +196,17 @@ class Family:
         """
         import transformers
 
+        # Without its files transformers may build a default tokenizer whose ids are not the
+        # model's: every caption would come out empty.
+        folder = Path(source)
+        if (
+            cls.needs_tokenizer
+            and folder.is_dir()
+            and not any((folder / f).is_file() for f in TOKENIZER_FILES)
+        ):
+            raise CheckpointError(
+                f"{source} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})"
+            )
         processor = cls.load_processor(source, **hub)
         model_cls = getattr(transformers, cls.model_class)
         model, info = model_cls.from_pretrained(
@@ -221,6 +239,17 @@ class Family:
         """Write weights and processor files (the Hub layout) to `directory`."""
         self.model.save_pretrained(directory)
         self.processor.save_pretrained(directory)
+
+    @property
+    def max_text_tokens(self) -> int | None:
+        """Text positions of the model's language side (None when it has no such limit)."""
+        cfg = self.model.config
+        for part in (getattr(cfg, "text_config", None), getattr(cfg, "decoder", None), cfg):
+            for name in ("max_position_embeddings", "n_positions"):
+                value = getattr(part, name, None) if part is not None else None
+                if isinstance(value, int) and value > 0:
+                    return value
+        return None
 
     @property
     def image_size(self) -> int | None:

@@ -21,6 +21,7 @@ class Vit(Family):
     model_types = ("vit", "deit", "beit", "convnext", "swin", "dinov2")
     architectures = ("*ForImageClassification",)  # any classifier head; never a headless one
     model_class = "AutoModelForImageClassification"
+    needs_tokenizer = False
     tasks = ("classify",)
 
     @classmethod

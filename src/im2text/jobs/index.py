@@ -14,6 +14,7 @@ inner-product index instead when installed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from im2text.jobs.records import atomic_write, record_line
 
 FORMAT = 1
 
@@ -33,48 +36,86 @@ class Hit:
 
 
 class EmbeddingIndex:
-    def __init__(self, folder: str | os.PathLike[str]):
+    """An index folder. Opened plainly it is read-only: a search never writes, even beside a
+    writer that is adding to it. `open_or_create` opens it for writing, under a lock."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, writable: bool = False):
         self.folder = Path(folder)
         meta_path = self.folder / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"not an im2text index (no meta.json): {self.folder}")
-        self.meta = json.loads(meta_path.read_text())
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            self.dim = int(self.meta["dim"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise ValueError(f"{meta_path} is damaged (not an im2text index's meta.json)") from None
         if self.meta.get("format") != FORMAT:
-            raise ValueError(f"unsupported index format {self.meta.get('format')!r}")
-        self.dim = int(self.meta["dim"])
-        self.paths = self._recover()
+            raise ValueError(f"{meta_path}: unsupported index format {self.meta.get('format')!r}")
+        self._lock: Any = None
+        if writable:
+            self._lock = open(self.folder / ".lock", "a")  # noqa: SIM115
+            try:
+                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock.close()
+                raise ValueError(
+                    f"index {self.folder} is being written by another process"
+                ) from None
+        self.paths = self._recover(repair=writable)
 
     @classmethod
     def create(cls, folder: str | os.PathLike[str], *, model: str, dim: int) -> EmbeddingIndex:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "model": model, "dim": dim, "dtype": "float32"}
-        (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (out / "vectors.f32").touch()
         (out / "items.jsonl").touch()
-        return cls(out)
+        atomic_write(out / "meta.json", json.dumps(meta, indent=2) + "\n")  # written last
+        return cls(out, writable=True)
 
     @classmethod
     def open_or_create(cls, folder: str | os.PathLike[str], *, model: str, dim: int):
+        """Open for adding (locked; `close()` releases it). Another model's index is refused,
+        even of the same dimension: its vectors live in another space."""
         if (Path(folder) / "meta.json").is_file():
-            index = cls(folder)
+            index = cls(folder, writable=True)
+            if index.meta.get("model") != model:
+                index.close()
+                raise ValueError(
+                    f"index {folder} holds embeddings of {index.meta.get('model')!r}, not "
+                    f"{model!r}; use another folder"
+                )
             if index.dim != dim:
+                index.close()
                 raise ValueError(f"index has dim {index.dim}, model gives {dim}")
             return index
         return cls.create(folder, model=model, dim=dim)
 
-    def _recover(self) -> list[str]:
+    def close(self) -> None:
+        if self._lock is not None and not self._lock.closed:
+            self._lock.close()
+
+    def _recover(self, *, repair: bool) -> list[str]:
+        """The items that have their vector. A writer repairs what a kill left (a torn item
+        line, vectors of items never recorded); a reader only ignores it."""
         items = self.folder / "items.jsonl"
         data = items.read_bytes()
         whole = data[: data.rfind(b"\n") + 1]
-        if len(whole) != len(data):
+        if repair and len(whole) != len(data):
             items.write_bytes(whole)  # a torn last line from a kill
-        paths = [json.loads(line)["path"] for line in whole.decode().splitlines() if line]
+        paths = []
+        for n, line in enumerate(whole.decode("utf-8", errors="surrogateescape").split("\n"), 1):
+            if line:
+                try:
+                    paths.append(json.loads(line)["path"])
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"{items}:{n} is damaged (not an index item)") from None
         vectors = self.folder / "vectors.f32"
         size = len(paths) * self.dim * 4
-        if vectors.stat().st_size != size:
-            if vectors.stat().st_size < size:
-                raise ValueError(f"index {self.folder} is damaged: fewer vectors than items")
+        have = vectors.stat().st_size
+        if have < size:
+            raise ValueError(f"index {self.folder} is damaged: fewer vectors than items")
+        if repair and have != size:
             with open(vectors, "r+b") as f:  # vectors of items never recorded: drop them
                 f.truncate(size)
         return paths
@@ -88,14 +129,18 @@ class EmbeddingIndex:
         return path in self._set
 
     def add(self, path: str, vector: np.ndarray) -> None:
+        if self._lock is None:
+            raise ValueError("index opened read-only; use EmbeddingIndex.open_or_create to add")
         vec = np.asarray(vector, dtype="<f4").reshape(-1)
         if vec.shape[0] != self.dim:
             raise ValueError(f"vector has dim {vec.shape[0]}, index has {self.dim}")
+        if not np.isfinite(vec).all():
+            raise ValueError(f"{path}: the embedding holds NaN or infinite values; not indexed")
         with open(self.folder / "vectors.f32", "ab") as f:
             f.write(vec.tobytes())
             f.flush()
         with open(self.folder / "items.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"path": path, "row": len(self.paths)}) + "\n")
+            f.write(record_line({"path": path, "row": len(self.paths)}))
             f.flush()
         self.paths.append(path)
         if hasattr(self, "_set"):
@@ -114,7 +159,11 @@ class EmbeddingIndex:
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise ValueError(f"query has dim {q.shape[0]}, index has {self.dim}")
-        k = max(1, min(k, len(self.paths)))
+        if not np.isfinite(q).all():
+            raise ValueError("the query embedding holds NaN or infinite values")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = min(k, len(self.paths))
         if not self.paths:
             return []
         if use_faiss:

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from im2text.jobs.records import input_identity, record_line
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 SUCCESS = "_SUCCESS"
@@ -185,8 +187,8 @@ def job_items(inputs: Iterable[Any]) -> list[dict[str, Any]]:
             item["file"] = absolute
         if question is not None:
             item["question"] = " ".join(str(question).split())
-        items.setdefault((source.key, item.get("question", "")), item)
-    return [items[k] for k in sorted(items, key=lambda k: (Path(k[0]).parts, k[1]))]
+        items.setdefault((input_identity(source.key), item.get("question", "")), item)
+    return sorted(items.values(), key=lambda i: (Path(i["path"]).parts, i.get("question", "")))
 
 
 def item_input(item: dict[str, Any]) -> Any:
@@ -292,16 +294,12 @@ class ShardCounts:
     ran: int  # inputs run this time (a retry reruns only the failed ones)
 
 
-def record_line(record: dict[str, Any]) -> str:
-    """A record as one JSONL line (the in-process bulk CLI's format)."""
-    return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
-
-
 def read_shard(storage: Storage, shard: int) -> list[dict[str, Any]] | None:
     raw = storage.read_bytes(shard_name(shard))
     if raw is None:
         return None
-    return [json.loads(line) for line in raw.decode("utf-8").splitlines() if line]
+    text = raw.decode("utf-8", errors="surrogateescape")
+    return [json.loads(line) for line in text.split("\n") if line]
 
 
 def run_shard(
@@ -395,7 +393,7 @@ def merge(
 
         fields = get_task(manifest.job["task"]).fields
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # as RecordWriter writes CSV
     if is_csv:
         writer.writerow(fields)
     count = 0

@@ -23,6 +23,7 @@ import im2text
 from im2text.model import Model
 from im2text.serve import _schemas as S
 from im2text.serve._errors import ApiError, error_body, error_response
+from im2text.serve._guard import HostGuard
 from im2text.serve._inputs import load_images, parse_body
 from im2text.serve._metrics import MetricsMiddleware
 from im2text.serve._openai import add_openai_routes
@@ -105,8 +106,9 @@ def create_app(models: dict[str, Model] | list[str], config: ServeConfig | None 
     # limit wraps auth, so a refusal (401 or 413) sent before the body has arrived is followed
     # by a bounded drain and reaches a client that writes its whole body before reading.
     app.add_middleware(_Auth, keys=config.api_keys)
-    app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(HostGuard, config=config)  # before anything reads the request
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -324,9 +326,10 @@ class _BodyLimit:
     been read (or the drain bound is hit). A 413 also closes the connection.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         self.drain_bytes = max(4 * max_bytes, DRAIN_MIN_BYTES)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -353,7 +356,14 @@ class _BodyLimit:
 
         async def limited() -> Any:
             nonlocal seen, body_done, over
-            message = await receive()
+            try:
+                async with asyncio.timeout(None if body_done else self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                over = body_done = True  # answer, then close: no drain
+                raise ApiError(
+                    408, "body_timeout", f"no request body data for {self.timeout_s:g} s"
+                ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)

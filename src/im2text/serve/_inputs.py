@@ -48,6 +48,10 @@ def validation_message(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (use a number)")  # Python's json accepts NaN
+
+
 async def parse_body(
     request: Request, schema: type[M], config: ServeConfig
 ) -> tuple[M, list[RawImage]]:
@@ -56,9 +60,11 @@ async def parse_body(
     if ctype == "application/json":
         body = await request.body()
         try:
-            data = json.loads(body)
+            data = json.loads(body, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, "invalid_json", f"request body is not valid JSON ({e})") from None
+        except RecursionError:  # "[[[[...": nested deeper than any real request
+            raise ApiError(400, "invalid_json", "request body nests too deeply") from None
         if not isinstance(data, dict):
             raise ApiError(400, "invalid_json", "request body must be a JSON object")
         uploads: list[RawImage] = []

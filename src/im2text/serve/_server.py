@@ -9,6 +9,7 @@ import uvicorn
 
 import im2text
 from im2text.serve._app import create_app
+from im2text.serve._guard import uvicorn_options
 from im2text.serve.config import ServeConfig
 
 log = logging.getLogger("im2text.serve")
@@ -37,11 +38,8 @@ def run(model_names: list[str], config: ServeConfig) -> None:
             host=config.host,
             port=config.port,
             log_level=config.log_level,
-            limit_concurrency=config.max_connections,
             timeout_graceful_shutdown=math.ceil(config.shutdown_timeout_s),
-            timeout_keep_alive=5,
-            server_header=False,
-            proxy_headers=False,  # client addresses are not taken from headers anyone can set
+            **uvicorn_options(config),  # slow-header guard, connection limit, no proxy headers
         )
     )
     # uvicorn handles SIGINT/SIGTERM: stop accepting, let in-flight requests finish (up to

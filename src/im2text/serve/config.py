@@ -19,6 +19,14 @@ class ServeConfig:
     max_connections: int = 256  # concurrent connections before uvicorn answers 503
     shutdown_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may finish
     log_level: str = "info"  # uvicorn log level: critical | error | warning | info | debug
+    # Host header names accepted besides localhost and the bound address (on 0.0.0.0: any IP
+    # literal); ("*",) accepts any. Names outside it are refused: DNS rebinding cannot reach us.
+    allowed_hosts: tuple[str, ...] = ()
+    # Web origins (https://app.example) whose pages may POST here; other cross-origin posts (a
+    # form on some page, say) are refused. Pages the server serves itself are same-origin.
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0  # a connection's request headers must arrive within this
+    body_timeout_s: float = 30.0  # longest wait for the next piece of a request body
 
     # --- loading (run() only; create_app takes loaded models or loads names itself) ---
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -55,5 +63,7 @@ class ServeConfig:
             raise ValueError("max_queue must be >= max_images (a request must fit the queue)")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("header_timeout_s and body_timeout_s must be > 0")
         if any(not k for k in self.api_keys):
             raise ValueError("API keys must not be empty")

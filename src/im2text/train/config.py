@@ -40,6 +40,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # share of `train` held out when `val` is not given
     seed: int = 0  # data order, dropout, split
     resume: bool = False  # continue from output/last if it exists
+    overwrite: bool = False  # replace a run folder that holds another run
     prompt: str | None = None  # caption prompt the model learns to continue (BLIP-style)
     max_new_tokens: int = 30  # generation length during validation
     num_workers: int = 2  # image loading threads

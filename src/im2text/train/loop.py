@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def fit(
     if config.metric is None:
         config = _with_default_metric(config, val_set)
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_run_folder(out, config)
     family = model.family
     _require_trainable(family)
     net = family.model
@@ -205,8 +206,13 @@ def fit(
     batches.pool.shutdown(wait=False, cancel_futures=True)
     net.eval()
     log.plot()
-    return {"steps": state["step"], "best": state["best"], "output": str(out),
-            "best_dir": str(out / "best"), "last_dir": str(out / "last")}  # fmt: skip
+    for image, why in batches.skipped.items():
+        log.event(state["step"], f"skipped unreadable image {image} ({why})")
+    # Only folders that exist are named: no validation set means no best/.
+    dirs = {f"{name}_dir": str(out / name) if (out / name).is_dir() else None
+            for name in ("best", "last")}  # fmt: skip
+    return {"steps": state["step"], "best": state["best"], "output": str(out), **dirs,
+            "skipped_images": len(batches.skipped)}  # fmt: skip
 
 
 class _Prefetcher:
@@ -223,6 +229,7 @@ class _Prefetcher:
         # VQA: train on the prompt the family answers with (e.g. BLIP-2's "Question: q Answer:").
         self.vqa = config.task == "vqa"
         self.cursor = (epoch, position)
+        self.skipped: dict[str, str] = {}  # image -> why it was left out
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="im2text-train")
         self.pending = self._submit()
 
@@ -237,19 +244,63 @@ class _Prefetcher:
         batch = [self.data[i] for i in idx]
         return self.pool.submit(self._prepare, batch), self.cursor
 
-    def _prepare(self, batch: list[Example]) -> dict[str, Any]:
+    def _prepare(self, batch: list[Example]) -> dict[str, Any] | None:
+        """The batch's model inputs; an image that cannot be read drops its own example
+        (counted in `skipped`), never the batch. None when no image of the batch could be read."""
+        from im2text.images import ImageError
+
+        images, good = [], []
+        for ex in batch:
+            try:
+                images.append(_image(ex.image))
+                good.append(ex)
+            except (ImageError, OSError) as e:
+                self.skipped.setdefault(str(ex.image), f"example {ex.id or '?'}: {e}")
+        if not good:
+            return None
         prompts = [
             self.family.question_prompt(ex.prompt) if self.vqa and ex.prompt else ex.prompt
-            for ex in batch
+            for ex in good
         ]
-        return self.family.training_inputs(
-            [_image(ex.image) for ex in batch], prompts, [ex.target for ex in batch]
-        )
+        return self.family.training_inputs(images, prompts, [ex.target for ex in good])
 
     def next(self) -> tuple[dict[str, Any], tuple[int, int]]:
-        future, cursor = self.pending
-        self.pending = self._submit()
-        return future.result(), cursor
+        for _ in range(len(self.data) // max(1, self.size) + 2):  # a whole epoch, at most
+            future, cursor = self.pending
+            self.pending = self._submit()
+            inputs = future.result()
+            if inputs is not None:
+                return inputs, cursor
+        raise ValueError(f"no training image could be read ({len(self.skipped)} failed)")
+
+
+def _claim_run_folder(out: Path, config: TrainConfig) -> None:
+    """A run folder holds one run: another run's folder is refused unless --resume (same model
+    and task) or --overwrite."""
+    import json
+    import shutil
+
+    run_file = out / "run.json"
+    mine = {"model": config.model, "task": config.task}
+    used = out.is_dir() and any(out.iterdir())
+    if used and not config.resume and not config.overwrite:
+        raise ValueError(
+            f"{out} already holds a run; use --resume to continue it, --overwrite to replace "
+            "it, or another --output"
+        )
+    if used and config.resume and run_file.is_file():
+        theirs = json.loads(run_file.read_text())
+        if {k: theirs.get(k) for k in mine} != mine:
+            raise ValueError(
+                f"--resume: {out} is a run of {theirs.get('model')!r} ({theirs.get('task')}), "
+                f"not {config.model!r} ({config.task})"
+            )
+    if used and config.overwrite and not config.resume:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from im2text.jobs.records import atomic_write
+
+    atomic_write(run_file, json.dumps(mine) + "\n")
 
 
 def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> TrainConfig:
@@ -450,9 +501,12 @@ def examples_from_dataset(
     out: list[Example] = []
     for r in records:
         if task == "vqa":
-            answers = list(r.answers)
+            answers = [a for a in r.answers if str(a).strip()]
             if not answers:
-                continue
+                raise ValueError(
+                    f"question {r.question_id or '?'} ({r.question!r}) has no non-empty answer: "
+                    "VQA training needs an answer for every question"
+                )
             target = max(set(answers), key=answers.count)
             out.append(Example(r.image, target, r.question, tuple(answers), r.question_id))
         elif for_training:
@@ -476,9 +530,41 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_records, val_records = split(
             train_records, val_fraction=config.val_fraction, seed=config.seed
         )
+    if config.val and Path(config.val).resolve() == Path(config.train).resolve():
+        warnings.warn(
+            f"--val is the training data ({config.val}): validation scores will be optimistic",
+            stacklevel=2,
+        )
     train_set = examples_from_dataset(train_records, config.task, for_training=True)
     val_set = examples_from_dataset(val_records, config.task, for_training=False)
     if not train_set:
         raise ValueError(f"the training split of {config.train} is empty: nothing to train on")
     model = im2text.load(config.model, device=config.device, num_workers=config.num_workers)
-    return fit(model, train_set, val_set, config)
+    train_set, cut = truncate_targets(model.family, train_set)
+    summary = fit(model, train_set, val_set, config)
+    summary["truncated_texts"] = cut
+    return summary
+
+
+def truncate_targets(family: Any, examples: list[Example]) -> tuple[list[Example], int]:
+    """Cut target texts longer than the model's text positions (prompt and specials included),
+    so an over-long caption trains on its start instead of crashing its batch. Returns the
+    examples and how many were cut."""
+    from dataclasses import replace
+
+    limit = family.max_text_tokens
+    tok = getattr(family, "tokenizer", None)
+    if limit is None or tok is None:
+        return examples, 0
+    out, cut = [], 0
+    for ex in examples:
+        room = limit - 4 - (len(tok(ex.prompt).input_ids) if ex.prompt else 0)
+        ids = tok(ex.target, add_special_tokens=False).input_ids
+        if len(ids) > room > 0:
+            ex = replace(ex, target=tok.decode(ids[:room], skip_special_tokens=True))
+            cut += 1
+        out.append(ex)
+    if cut:
+        warnings.warn(f"{cut} training text(s) longer than the model's {limit} positions were "
+                      "truncated", stacklevel=2)  # fmt: skip
+    return out, cut
