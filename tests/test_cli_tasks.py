@@ -136,6 +136,12 @@ def test_search_cli_and_torn_index_recovery(tiny, tmp_path: Path, capsys) -> Non
             w.close()
     with pytest.raises(ValueError, match="k must be >= 1"):
         index.search(index.vectors()[0], 0)
+    garbage = EmbeddingIndex.open_or_create(index_dir, model=model, dim=32)
+    with open(index_dir / "vectors.f32", "r+b") as f:  # garbage bytes over the first vector
+        f.write(np.full(32, np.nan, dtype="<f4").tobytes())
+    with pytest.raises(ValueError, match="NaN or infinite vectors"):
+        garbage.search(np.ones(32, dtype=np.float32) / np.sqrt(32), 4)
+    garbage.close()
     with pytest.raises(SystemExit) as exit_:
         main(["search", str(index_dir), "a cat", "-k", "0"])
     assert exit_.value.code == 2

@@ -264,6 +264,7 @@ def test_bad_training_data_fails_its_own_example(tiny, tmp_path: Path, capsys) -
         assert main([*args, "-o", str(run)]) == EXIT_OK
     summary = json.loads(capsys.readouterr().out)
     assert summary["truncated_texts"] >= 1 and summary["skipped_images"] >= 1
+    assert all(Path(summary[k]).is_dir() for k in ("best_dir", "last_dir") if summary[k])
     events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     skipped = [e for e in events if "skipped unreadable image" in json.dumps(e)]
     assert skipped and all(("003.png" in json.dumps(e)) or ("011.png" in json.dumps(e))

@@ -3,7 +3,7 @@ survives a 4xx, 413 (never 429) for requests over the limits, slow headers and b
 while /health stays up, a foreign Host and cross-origin posts are refused.
 
 A real uvicorn server on 127.0.0.1 with `run()`'s options, raw sockets with timeouts; each test
-is bounded in time (the slow-client one runs 8 s).
+is bounded in time (the slow-client one runs 20 s).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_slow_headers_and_bodies_time_out_while_health_answers(server) -> None:
 
     def drip(s: socket.socket) -> None:
         try:
-            while time.monotonic() - start < 8:
+            while time.monotonic() - start < 20:
                 s.sendall(b"X-Drip: 1\r\n")  # a header byte now and then
                 time.sleep(0.5)
         except OSError:
@@ -114,7 +114,7 @@ def test_slow_headers_and_bodies_time_out_while_health_answers(server) -> None:
     for t in threads:
         t.start()
     answered = 0
-    while time.monotonic() - start < 8:
+    while time.monotonic() - start < 20:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
         conn.request("GET", "/health")
         assert conn.getresponse().status == 200
@@ -122,8 +122,8 @@ def test_slow_headers_and_bodies_time_out_while_health_answers(server) -> None:
         conn.close()
         time.sleep(0.2)
     for t in threads:
-        t.join(15)
-    assert answered >= 20
+        t.join(30)
+    assert answered >= 50
     assert len(closed_at) == 20 and max(closed_at) < CONFIG.header_timeout_s + 3
     # A body that stops halfway: 408 after body_timeout_s, and the connection is closed.
     s = socket.create_connection(("127.0.0.1", server.port), timeout=15)

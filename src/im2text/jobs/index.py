@@ -173,6 +173,8 @@ class EmbeddingIndex:
             rows = np.argpartition(-sims, k - 1)[:k]
             rows = rows[np.argsort(-sims[rows], kind="stable")]
             scores = sims[rows]
+        if not np.isfinite(scores).all():  # a damaged vectors.f32: never print NaN as a score
+            raise ValueError(f"{self.folder / 'vectors.f32'} holds NaN or infinite vectors")
         return [Hit(self.paths[int(r)], float(s)) for r, s in zip(rows, scores, strict=True)]
 
     def items(self) -> Iterator[str]:
