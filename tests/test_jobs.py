@@ -35,6 +35,19 @@ def _no_temp_files(out: Path) -> None:
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
 def _many(tmp_path: Path, n: int, seed: int = 1) -> Path:
     folder = tmp_path / f"many{seed}"
     folder.mkdir()
@@ -147,9 +160,14 @@ def test_driver_killed_then_rerun_finishes_only_what_is_missing(tiny, tmp_path: 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out.exists() and len(_shard_files(out)) >= 2):
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)  # the driver; its worker process sees its pipe close
+    workers = _children(proc.pid)
+    assert workers, "the driver runs its shards in worker processes"
+    os.kill(proc.pid, signal.SIGKILL)  # the driver
     proc.wait()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "a worker outlived its killed driver"
     done = {p.name: p.stat().st_mtime_ns for p in _shard_files(out)}
     assert 2 <= len(done) < 10, "the kill must land mid-run"
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -245,7 +245,23 @@ _WORKER: ShardWorker | None = None
 
 def _init_process(load: dict[str, Any], threads: int) -> None:
     global _WORKER
+    _watch_parent()
     _WORKER = ShardWorker(load, threads)
+
+
+def _watch_parent() -> None:
+    """Exit when the driver is gone (a SIGKILLed driver never tells its workers): a worker
+    process never outlives its job, holding a model's memory."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="im2text-parent-watch", daemon=True).start()
 
 
 def _run_in_process(*args: Any) -> ShardCounts:
