@@ -135,6 +135,9 @@ def test_another_job_in_the_same_folder_is_refused(tiny, tmp_path: Path, capsys)
     assert "sharded 1000 inputs a shard" in capsys.readouterr().err
     assert main(["ask", str(folder), "-q", "what?", "-m", str(tiny("blip-vqa")), "-o", str(out),
                  "--engine", "local", "--no-progress"]) == EXIT_USAGE  # fmt: skip
+    with Storage(out).lock():  # another driver is running this folder
+        assert main([*base, *GEN]) == EXIT_USAGE
+    assert "being run by another im2text process" in capsys.readouterr().err
 
 
 def test_worker_killed_mid_shard_runs_the_shard_again(tiny, tmp_path: Path, monkeypatch) -> None:

@@ -110,6 +110,18 @@ def run_job(
     job = JobSpec(task, model, load.get("revision"), dict(params or {}))
     started = time.monotonic()
     storage = Storage(output)
+    with storage.lock():  # one driver a folder: a second is refused, not run twice
+        return _run_job(job, load, storage, inputs, config, started)
+
+
+def _run_job(
+    job: JobSpec,
+    load: dict[str, Any],
+    storage: Storage,
+    inputs: Iterable[Any],
+    config: EngineConfig,
+    started: float,
+) -> JobSummary:
     manifest, new = Manifest.open(storage, job, job_items(inputs), config.shard_size)
     storage.remove_temp_files()
     todo = shard_status(storage, manifest, retry_errors=config.retry_errors)
@@ -131,7 +143,7 @@ def run_job(
     success = {**totals, "fingerprint": manifest.fingerprint, "im2text": __version__}
     storage.write(SUCCESS, (json.dumps(success) + "\n").encode())
     return JobSummary(
-        str(output),
+        storage.root,
         totals["shards"],
         len(counts),
         totals["records"],

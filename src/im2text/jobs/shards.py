@@ -16,12 +16,13 @@ its incremental mode are the model; the records are the in-process bulk CLI's, b
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,23 @@ class Storage:
             (self.local / name).unlink(missing_ok=True)
         else:
             self._fs.delete_file(self._remote(name))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock (local folders; object stores have none to take)."""
+        if self._fs is not None:
+            yield
+            return
+        import fcntl
+
+        with open(self.local / ".im2text.lock", "a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ManifestError(
+                    f"{self.root} is being run by another im2text process"
+                ) from None
+            yield
 
     def remove_temp_files(self) -> int:
         """Temp files of writers that were killed before their rename."""
