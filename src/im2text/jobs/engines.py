@@ -75,6 +75,24 @@ class JobSummary:
         return self.failed == 0
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One run's work, as an engine receives it."""
+
+    job: JobSpec
+    load: dict[str, Any]  # im2text.load keywords for each worker
+    storage: Storage
+    manifest: Manifest
+    todo: list[int]  # the shards to run
+    config: EngineConfig
+
+    def shard_args(self, shard: int) -> tuple[Any, ...]:
+        """`ShardWorker.run`'s arguments for one shard (small: paths, not images)."""
+        items = self.manifest.shard_items(shard)
+        return (self.job, self.storage.root, shard, items, self.config.parquet,
+                self.config.retry_errors)  # fmt: skip
+
+
 def run_job(
     task: str,
     inputs: Iterable[Any],
@@ -129,7 +147,7 @@ def _run_job(
     if todo:
         storage.delete(SUCCESS)
         run = _run_ray if config.engine == "ray" else _run_local
-        counts = run(job, load, storage, manifest, todo, config)
+        counts = run(_Plan(job, load, storage, manifest, todo, config))
     storage.remove_temp_files()  # left by workers that died mid-shard
     missing = shard_status(storage, manifest, retry_errors=False)
     if missing:  # an engine returned without publishing every shard: never report success
@@ -281,18 +299,12 @@ def _run_in_process(*args: Any) -> ShardCounts:
     return _WORKER.run(*args)
 
 
-def _run_local(
-    job: JobSpec,
-    load: dict[str, Any],
-    storage: Storage,
-    manifest: Manifest,
-    todo: list[int],
-    config: EngineConfig,
-) -> list[ShardCounts]:
+def _run_local(plan: _Plan) -> list[ShardCounts]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    config, todo = plan.config, plan.todo
     cores = _cpu_count()
     _, hi = config.workers or (1, max(1, cores // 4))
     workers = max(1, min(hi, len(todo)))
@@ -300,22 +312,24 @@ def _run_local(
     pending = deque(todo)
     attempts: dict[int, int] = {}
     out: list[ShardCounts] = []
-    bar = _Progress(manifest, todo, config)
+    bar = _Progress(plan.manifest, todo, config)
     context = mp.get_context("spawn")  # fresh interpreters: no forked torch/OpenMP state
     try:
         while pending:
             running: dict[Future[ShardCounts], int] = {}
             with ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_init_process, initargs=(load, threads)
+                workers,
+                mp_context=context,
+                initializer=_init_process,
+                initargs=(plan.load, threads),
             ) as pool:
                 try:
                     while pending or running:
                         while pending and len(running) < 2 * workers:  # bounded work in flight
                             shard = pending.popleft()
                             attempts[shard] = attempts.get(shard, 0) + 1
-                            args = (job, storage.root, shard, manifest.shard_items(shard))
-                            flags = (config.parquet, config.retry_errors)
-                            running[pool.submit(_run_in_process, *args, *flags)] = shard
+                            fut = pool.submit(_run_in_process, *plan.shard_args(shard))
+                            running[fut] = shard
                         done, _ = wait(running, return_when=FIRST_COMPLETED)
                         for fut in done:
                             out.append(fut.result())  # raises BrokenProcessPool: still running
@@ -347,21 +361,14 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_ray(
-    job: JobSpec,
-    load: dict[str, Any],
-    storage: Storage,
-    manifest: Manifest,
-    todo: list[int],
-    config: EngineConfig,
-) -> list[ShardCounts]:
+def _run_ray(plan: _Plan) -> list[ShardCounts]:
     ray = _import_ray()
     env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
     started_here = not ray.is_initialized()
     if started_here:
         # No address: RAY_ADDRESS (set inside Ray jobs), else a new Ray in this process, never
         # whatever cluster Ray's own discovery would find on the machine.
-        address = config.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        address = plan.config.ray_address or os.environ.get("RAY_ADDRESS") or "local"
         # A Ray of our own: no dashboard, and no idle workers prestarted for every CPU (each
         # is a Python process competing with the actors' start on a small machine).
         local: dict[str, Any] = {}
@@ -378,7 +385,7 @@ def _run_ray(
             **local,
         )
     try:
-        return _RayScheduler(ray, job, load, storage, manifest, todo, config).run()
+        return _RayScheduler(ray, plan).run()
     finally:
         if started_here:
             ray.shutdown()
@@ -388,20 +395,11 @@ class _RayScheduler:
     """Gives each ready actor one shard at a time; replaces actors that die; adds actors while
     the cluster has room, up to MAX."""
 
-    def __init__(
-        self,
-        ray: Any,
-        job: JobSpec,
-        load: dict[str, Any],
-        storage: Storage,
-        manifest: Manifest,
-        todo: list[int],
-        config: EngineConfig,
-    ):
+    def __init__(self, ray: Any, plan: _Plan):
         from ray.exceptions import RayActorError, RayTaskError
 
-        self.ray, self.job, self.load, self.storage = ray, job, load, storage
-        self.manifest, self.config = manifest, config
+        self.ray, self.plan, self.config = ray, plan, plan.config
+        config, todo = plan.config, plan.todo
         self.actor_died, self.task_failed = RayActorError, RayTaskError
         self.gpus = config.gpus_per_worker or 0.0
         self.cpus = config.cpus_per_worker or self._default_cpus()
@@ -420,7 +418,7 @@ class _RayScheduler:
         self.inflight: dict[Any, tuple[Any, int | None]] = {}  # ref -> (actor, shard|None)
         self.actors: set[Any] = set()
         self.out: list[ShardCounts] = []
-        self.bar = _Progress(manifest, todo, config)
+        self.bar = _Progress(plan.manifest, todo, config)
 
     def _default_cpus(self) -> float:
         """All of the smallest node's CPUs, up to 4 (CPU inference scales to about that many
@@ -449,7 +447,7 @@ class _RayScheduler:
         return self.out
 
     def _start(self) -> None:
-        actor = self.actor_cls.remote(self.load, math.ceil(self.cpus))
+        actor = self.actor_cls.remote(self.plan.load, math.ceil(self.cpus))
         self.actors.add(actor)
         self.inflight[actor.ready.remote()] = (actor, None)
 
@@ -460,15 +458,7 @@ class _RayScheduler:
             return
         shard = self.pending.popleft()
         self.attempts[shard] = self.attempts.get(shard, 0) + 1
-        items = self.manifest.shard_items(shard)
-        ref = actor.run.remote(
-            self.job,
-            self.storage.root,
-            shard,
-            items,
-            self.config.parquet,
-            self.config.retry_errors,
-        )
+        ref = actor.run.remote(*self.plan.shard_args(shard))
         self.inflight[ref] = (actor, shard)
 
     def _finished(self, ref: Any) -> None:
