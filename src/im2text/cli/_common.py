@@ -222,7 +222,7 @@ def bulk(
         emit: (result, writer) -> None, instead of printing records to stdout (no --output).
         job: the job's identity; --output refuses a file another job wrote.
     """
-    from im2text.jobs.records import RecordWriter, input_identity
+    from im2text.jobs.records import RecordWriter, input_identity, record_line
 
     # One input, one record: the same file given twice (or as imgs/ and ./imgs/) runs once.
     unique: dict[tuple[str, ...], Any] = {}
@@ -267,7 +267,7 @@ def bulk(
             if emit is not None:
                 emit(result, writer)
             elif not writer:
-                print(record_text(result.to_record(model.name)), end="", flush=True)
+                print(record_line(result.to_record(model.name)), end="", flush=True)
             failed += not result.ok
     finally:
         if writer:
@@ -276,12 +276,6 @@ def bulk(
         err(f"im2text: {failed} of {len(todo)} items failed (see the 'error' field)")
         return EXIT_PARTIAL
     return EXIT_OK
-
-
-def record_text(record: dict[str, Any]) -> str:
-    from im2text.jobs.records import record_line
-
-    return record_line(record)
 
 
 def err(message: str) -> None:

@@ -13,6 +13,7 @@ and a rerun runs only the missing shards.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -154,8 +155,6 @@ def _run_job(
         raise RuntimeError(f"shards {missing[:5]} are not done; rerun to finish them")
     totals = count_records(storage, manifest)
     seconds = time.monotonic() - started
-    import json
-
     from im2text import __version__
 
     success = {**totals, "fingerprint": manifest.fingerprint, "im2text": __version__}
