@@ -14,7 +14,6 @@ inner-product index instead when installed.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from im2text.jobs.records import atomic_write, record_line
+from im2text.jobs.records import atomic_write, record_line, take_lock
 
 FORMAT = 1
 
@@ -53,14 +52,10 @@ class EmbeddingIndex:
             raise ValueError(f"{meta_path}: unsupported index format {self.meta.get('format')!r}")
         self._lock: Any = None
         if writable:
-            self._lock = open(self.folder / ".lock", "a")  # noqa: SIM115
-            try:
-                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._lock.close()
-                raise ValueError(
-                    f"index {self.folder} is being written by another process"
-                ) from None
+            self._lock = take_lock(
+                self.folder / ".lock",
+                ValueError(f"index {self.folder} is being written by another process"),
+            )
         self.paths = self._recover(repair=writable)
 
     @classmethod

@@ -35,6 +35,18 @@ class OutputError(ValueError):
     """An output that is not this job's: another job's records, a foreign file, or in use."""
 
 
+def take_lock(path: Path, busy: Exception) -> Any:
+    """An exclusive lock on `path` (created), held until the returned file is closed — also
+    when the process dies. Raises `busy` at once if another process holds it."""
+    f = open(path, "a")  # noqa: SIM115
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise busy from None
+    return f
+
+
 def input_identity(key: str) -> str:
     """What makes two inputs one: the resolved real path of a file (`imgs/a.jpg`, `./imgs/a.jpg`
     and its absolute path are one input); other keys (`<bytes #3>`) as they are."""
@@ -107,13 +119,10 @@ class RecordWriter:
         self._last_sync = time.monotonic()
 
     def _take_lock(self) -> None:
-        lock = self.path.parent / f".{self.path.name}.lock"
-        self._lock = open(lock, "a")  # noqa: SIM115
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise OutputError(f"{self.path} is being written by another im2text process") from None
+        self._lock = take_lock(
+            self.path.parent / f".{self.path.name}.lock",
+            OutputError(f"{self.path} is being written by another im2text process"),
+        )
 
     def _check_job(self, job: dict[str, Any] | None, other_ok: bool, has_records: bool) -> None:
         if job is None:

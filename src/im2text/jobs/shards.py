@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from im2text.jobs.records import input_identity, record_line
+from im2text.jobs.records import atomic_write, input_identity, record_line, take_lock
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -110,8 +110,6 @@ class Storage:
                 if before_publish:
                     before_publish()
             return
-        from im2text.jobs.records import atomic_write
-
         atomic_write(self.local / name, data, before_publish=before_publish)
 
     def names(self) -> list[str]:
@@ -126,7 +124,10 @@ class Storage:
         if self._fs is None:
             (self.local / name).unlink(missing_ok=True)
         else:
-            self._fs.delete_file(self._remote(name))
+            import pyarrow.fs as pafs
+
+            if self._fs.get_file_info(self._remote(name)).type != pafs.FileType.NotFound:
+                self._fs.delete_file(self._remote(name))  # a missing file is already gone
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -134,15 +135,8 @@ class Storage:
         if self._fs is not None:
             yield
             return
-        import fcntl
-
-        with open(self.local / ".im2text.lock", "a") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ManifestError(
-                    f"{self.root} is being run by another im2text process"
-                ) from None
+        busy = ManifestError(f"{self.root} is being run by another im2text process")
+        with take_lock(self.local / ".im2text.lock", busy):
             yield
 
     def remove_temp_files(self) -> int:
@@ -287,7 +281,7 @@ class Manifest:
             )
         known = {item_key(i) for i in manifest.items}
         new = [i for i in items if item_key(i) not in known]
-        if new or not storage.read_bytes(MANIFEST):
+        if new or not known:  # new inputs, or a manifest not yet written
             start = len(manifest.items)
             manifest.items.extend(new)
             for lo in range(start, len(manifest.items), manifest.shard_size):
