@@ -9,6 +9,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import tempfile
+
+# Exported graphs (--backend) go to a cache of this test session's own, never ~/.cache.
+os.environ["IM2TEXT_CACHE"] = tempfile.mkdtemp(prefix="im2text-test-cache-")
+
 import shutil
 import zlib
 from pathlib import Path

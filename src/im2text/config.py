@@ -89,6 +89,9 @@ class LoadSettings:
     batch_size: int = 8  # images per forward pass
     num_workers: int = 2  # threads decoding + preprocessing the next batches while the model runs
     max_pixels: int = 50_000_000  # decompression-bomb guard for input images
+    backend: str | None = None  # torch | onnxruntime | openvino (None: torch, or an exported
+    #                              folder's own backend)
+    quantize: str | None = None  # None | "int8": int8 weights (opt-in, approximate)
 
 
 @dataclass(frozen=True)

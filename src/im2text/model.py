@@ -505,6 +505,19 @@ class Model:
         _write_metadata(out, self.preset, source=self.name)
         return out
 
+    def export(self, directory: str | Path, *, backend: str, quantize: str | None = None) -> Path:
+        """Write a folder that `im2text.load(directory)` runs offline on `backend`
+        (onnxruntime | openvino): the checkpoint plus its encoders as graphs, int8 if asked."""
+        from im2text.engine.graphs import BackendError, BackendSpec, export_model
+
+        if self.family.backend != BackendSpec():
+            raise BackendError("export a model loaded on torch float32 (no --backend / --int8)")
+        if quantize not in (None, "int8"):
+            raise ValueError(f"unknown quantize {quantize!r} (use int8, or None for float)")
+        out = export_model(self.family, BackendSpec(backend, quantize == "int8"), str(directory))
+        _write_metadata(out, self.preset, source=self.name)
+        return out
+
     # --- one answer, streamed as it is generated -----------------------------------------------
 
     def generate_stream(
@@ -574,10 +587,15 @@ def load(
     batch_size: int = LoadSettings.batch_size,
     num_workers: int = LoadSettings.num_workers,
     max_pixels: int = LoadSettings.max_pixels,
+    backend: str | None = LoadSettings.backend,
+    quantize: str | None = LoadSettings.quantize,
 ) -> Model:
     """Load a model by preset name (`im2text.list_models()`), Hub id, or local directory.
 
-    Offline, a model that is neither local nor cached fails at once with a one-line hint.
+    `backend="onnxruntime" | "openvino"` runs the model's encoders as exported graphs (exported
+    once, then cached); `quantize="int8"` adds int8 weights, on any backend: faster, and close to
+    but not equal to the float32 outputs. A folder written by `im2text export` runs on its own
+    backend. Offline, a model that is neither local nor cached fails at once with a hint.
     """
     settings = LoadSettings(
         device=device,
@@ -586,7 +604,11 @@ def load(
         batch_size=batch_size,
         num_workers=num_workers,
         max_pixels=max_pixels,
+        backend=backend,
+        quantize=quantize,
     )
+    if quantize not in (None, "int8"):
+        raise ValueError(f"unknown quantize {quantize!r} (use int8, or None for float)")
     source, preset, name, local = _loading.resolve(model, revision)
     dev = resolve_device(device)
     if preset is not None and not FAMILIES[preset.family].needs_weights:
@@ -605,7 +627,29 @@ def load(
         # A damaged folder: corrupt or truncated weights, no config, unknown model_type,
         # missing tokenizer files. Named as a checkpoint problem, never a traceback.
         raise CheckpointError(f"{source} is not a loadable checkpoint: {_first_line(e)}") from e
+    _set_backend(family, source if local else None, backend, quantize)
     return Model(family, name=name, preset=preset, settings=settings)
+
+
+def _set_backend(
+    family: Family, folder: str | None, backend: str | None, quantize: str | None
+) -> None:
+    """Put the loaded family on its backend: asked for, or the exported folder's own."""
+    from im2text.engine.graphs import BackendError, BackendSpec, apply_backend, folder_backend
+
+    exported = folder_backend(folder) if folder else None
+    if exported is not None:
+        if backend not in (None, exported.backend) or (quantize == "int8") != exported.int8:
+            asked = BackendSpec(backend or exported.backend, quantize == "int8")
+            raise BackendError(
+                f"{folder} was exported for {exported.label}, not {asked.label}: load it without "
+                "--backend/--int8, or export again"
+            )
+        apply_backend(family, exported, folder)
+        return
+    spec = BackendSpec(backend or "torch", quantize == "int8")
+    if spec != BackendSpec():
+        apply_backend(family, spec)
 
 
 def _first_line(error: BaseException) -> str:

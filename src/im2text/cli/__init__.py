@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import im2text
+    from im2text.engine.graphs import BackendError
 
     try:
         return int(args.func(args))
@@ -65,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except im2text.CheckpointError as e:
         err(f"im2text: cannot load model {getattr(args, 'model', '')!r}: {e}")
         return EXIT_MODEL
+    except BackendError as e:  # an engine not installed, a backend the model can't run on
+        err(f"im2text: {e}")
+        return EXIT_USAGE
     except (FileNotFoundError, OSError) as e:
         if getattr(args, "_loading", False):
             err(f"im2text: cannot load model {args.model!r}: {e}")

@@ -61,6 +61,32 @@ def add_model_args(p: argparse.ArgumentParser, default_model: str | None) -> Non
         "--dtype", default=default(LoadSettings, "dtype"), help=with_default(LoadSettings, "dtype")
     )
     p.add_argument("--revision", help=field_help(LoadSettings)["revision"])
+    add_backend_args(p)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    from im2text.engine.graphs import BACKENDS
+
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="run the model's encoders as exported graphs on onnxruntime or openvino (CPU; "
+        "exported once, then cached); default: torch, or an exported folder's own",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 weights: faster on CPU, close to but not equal to float32 (see "
+        "docs/PERFORMANCE.md)",
+    )
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """im2text.load keywords for --backend / --int8."""
+    return {
+        "backend": getattr(args, "backend", None),
+        "quantize": "int8" if getattr(args, "int8", False) else None,
+    }
 
 
 # CLI flag -> GenerationSettings field, where the flag reads better than the field's name.
@@ -155,6 +181,7 @@ def run_sharded(
         "revision": args.revision,
         "batch_size": args.batch_size,
         "num_workers": args.loader_threads,
+        **backend_options(args),
     }
     from im2text._loading import resolve
 
@@ -182,6 +209,7 @@ def load_model(args: argparse.Namespace) -> Any:
         revision=args.revision,
         batch_size=args.batch_size,
         num_workers=args.loader_threads,
+        **backend_options(args),
     )
     args._loading = False
     args.model_name = model.name
@@ -189,7 +217,8 @@ def load_model(args: argparse.Namespace) -> Any:
 
 
 def job_identity(args: argparse.Namespace, task: str, params: dict[str, Any]) -> dict[str, Any]:
-    """What names a bulk output's job: task, model, revision, parameters."""
+    """What names a bulk output's job: task, model, revision, parameters (int8 outputs differ
+    from float32 ones, so the backend is one of them when it is not torch float32)."""
     from pathlib import Path
 
     from im2text.jobs.shards import JobSpec
@@ -197,7 +226,8 @@ def job_identity(args: argparse.Namespace, task: str, params: dict[str, Any]) ->
     model = args.model
     if model and Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())
-    return JobSpec(task, model, args.revision, params).identity()
+    backend = {k: v for k, v in backend_options(args).items() if v not in (None, "torch")}
+    return JobSpec(task, model, args.revision, {**params, **backend}).identity()
 
 
 def bulk(

@@ -1,4 +1,5 @@
-"""`im2text models` (the presets) and `im2text download` (for air-gapped machines)."""
+"""`im2text models` (the presets), `im2text download` (for air-gapped machines) and
+`im2text export` (graphs for onnxruntime / openvino)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--revision")
     p.set_defaults(func=_cmd_download)
 
+    from im2text.engine.graphs import BACKENDS
+
+    p = sub.add_parser(
+        "export", help="write a model as ONNX / OpenVINO graphs (int8 opt-in) for offline use"
+    )
+    p.add_argument("model", help="preset, Hub id or local dir")
+    p.add_argument("--backend", required=True, choices=[b for b in BACKENDS if b != "torch"])
+    p.add_argument("--int8", action="store_true", help="int8 weights (faster, approximate)")
+    p.add_argument("--to", required=True, help="destination folder (new or empty)")
+    p.add_argument("--revision")
+    p.set_defaults(func=_cmd_export)
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from dataclasses import asdict
@@ -42,5 +55,16 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
     args._loading = True
     out = im2text.download(args.model, args.to, revision=args.revision)
+    print(out)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import im2text
+
+    args._loading = True
+    model = im2text.load(args.model, device="cpu", revision=args.revision)
+    args._loading = False
+    out = model.export(args.to, backend=args.backend, quantize="int8" if args.int8 else None)
     print(out)
     return EXIT_OK

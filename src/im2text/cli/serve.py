@@ -6,7 +6,14 @@ import argparse
 import os
 from typing import Any
 
-from im2text.cli._common import EXIT_OK, default, field_help, with_default
+from im2text.cli._common import (
+    EXIT_OK,
+    add_backend_args,
+    backend_options,
+    default,
+    field_help,
+    with_default,
+)
 from im2text.serve.config import ServeConfig
 
 MB = 1024 * 1024
@@ -19,6 +26,8 @@ _SPECIAL = {
     "allow_remote_urls",
     "allowed_hosts",
     "allowed_origins",
+    "backend",
+    "int8",
 }
 
 
@@ -30,6 +39,7 @@ def add_parsers(sub: Any) -> None:
         p.add_argument(
             flag, dest=name, type=type(value), default=value, help=with_default(ServeConfig, name)
         )
+    add_backend_args(p)
     p.add_argument(
         "--api-key",
         action="append",
@@ -104,6 +114,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         url_allow_networks=tuple(args.url_allow_network),
         allowed_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(args.allowed_origin),
+        backend=backend_options(args)["backend"],
+        int8=args.int8,
     )
     args._loading = True
     run(args.models, config)

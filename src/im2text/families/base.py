@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, runtime_ch
 import torch
 
 from im2text.config import GenerationSettings
+from im2text.engine.graphs import BackendSpec, GraphPart
 from im2text.results import Candidate, Line
 
 if TYPE_CHECKING:
@@ -175,6 +176,9 @@ class Family:
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
     needs_tokenizer: ClassVar[bool] = True  # False for image-only models (ViT classifiers)
     tasks: ClassVar[tuple[str, ...]]  # what this family's checkpoints are for
+    # Submodules that can run as exported graphs (--backend onnxruntime | openvino); the rest
+    # of the model stays in torch. () = torch only.
+    graph_parts: ClassVar[tuple[GraphPart, ...]] = ()
 
     def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype):
         self.model = model
@@ -182,6 +186,7 @@ class Family:
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.device = device
         self.dtype = dtype
+        self.backend = BackendSpec()  # set by engine.graphs.apply_backend
 
     # --- loading --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from im2text.engine.graphs import GraphPart
 from im2text.families.base import GenerativeFamily
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Blip2(GenerativeFamily):
         return processor
 
     vision_tower = "vision_model"
+    graph_parts = (GraphPart("vision_model"),)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

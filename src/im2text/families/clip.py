@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from im2text.engine.graphs import GraphPart
 from im2text.families.base import DualEncoder
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class Clip(DualEncoder):
     architectures = ("CLIPModel",)
     model_class = "CLIPModel"
     vision_tower = "vision_model"
+    graph_parts = (GraphPart("vision_model"),)  # the text tower stays in torch
 
     def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.processor(images=images, return_tensors="pt").pixel_values}

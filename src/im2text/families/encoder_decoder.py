@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from im2text.config import GenerationSettings
+from im2text.engine.graphs import GraphPart
 from im2text.families.base import GenerativeFamily
 from im2text.results import Line
 
@@ -42,6 +43,7 @@ class VisionEncoderDecoder(GenerativeFamily):
     architectures = ("VisionEncoderDecoderModel",)
     model_class = "VisionEncoderDecoderModel"
     vision_tower = "encoder"
+    graph_parts = (GraphPart("encoder"),)
     tasks = ("caption", "read")
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from im2text.config import GenerationSettings
+from im2text.engine.graphs import GraphPart
 from im2text.families.base import GenerativeFamily
 from im2text.results import Candidate
 
@@ -28,6 +29,7 @@ class Git(GenerativeFamily):
 
     tasks = ("caption", "ask")
     vision_tower = "git.image_encoder"
+    graph_parts = (GraphPart("git.image_encoder"),)
 
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]

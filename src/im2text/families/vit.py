@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from im2text.engine.graphs import GraphPart
 from im2text.families.base import Family
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class Vit(Family):
     model_class = "AutoModelForImageClassification"
     needs_tokenizer = False
     tasks = ("classify",)
+    graph_parts = (GraphPart(""),)  # the whole classifier: pixels in, logits out
 
     @classmethod
     def load_processor(cls, source: str, **hub: object) -> object:

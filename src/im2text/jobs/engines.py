@@ -126,7 +126,9 @@ def run_job(
     if Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())  # workers may start elsewhere
     load["model"] = model
-    job = JobSpec(task, model, load.get("revision"), dict(params or {}))
+    # int8 / graph outputs are not float32 torch's: a shard folder holds one kind only.
+    backend = {k: load[k] for k in ("backend", "quantize") if load.get(k) not in (None, "torch")}
+    job = JobSpec(task, model, load.get("revision"), {**dict(params or {}), **backend})
     started = time.monotonic()
     storage = Storage(output)
     with storage.lock():  # one driver a folder: a second is refused, not run twice

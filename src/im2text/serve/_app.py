@@ -118,7 +118,9 @@ async def _load_models(state: ServerState, names: list[str]) -> None:
     cfg = state.config
 
     def load_all() -> list[Model]:
-        return [im2text.load(n, device=cfg.device, dtype=cfg.dtype) for n in names]
+        return [
+            im2text.load(n, device=cfg.device, dtype=cfg.dtype, **cfg.load_backend()) for n in names
+        ]
 
     try:
         loaded = await asyncio.get_running_loop().run_in_executor(None, load_all)

@@ -26,7 +26,9 @@ def run(model_names: list[str], config: ServeConfig) -> None:
         raise ValueError("name at least one model to serve")
     models = {}
     for name in model_names:
-        model = im2text.load(name, device=config.device, dtype=config.dtype)
+        model = im2text.load(
+            name, device=config.device, dtype=config.dtype, **config.load_backend()
+        )
         if model.name in models:
             raise ValueError(f"two models share the id {model.name!r}; give them distinct names")
         models[model.name] = model

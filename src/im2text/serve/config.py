@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ServeConfig:
     # --- loading (run() only; create_app takes loaded models or loads names itself) ---
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    backend: str | None = None  # torch | onnxruntime | openvino (None: torch / the folder's own)
+    int8: bool = False  # int8 weights (faster on CPU; close to, not equal to, float32)
 
     # --- dynamic batching (per model) ---
     max_batch_size: int = 8  # images per forward pass; 1 turns batching off
@@ -67,3 +70,7 @@ class ServeConfig:
             raise ValueError("header_timeout_s and body_timeout_s must be > 0")
         if any(not k for k in self.api_keys):
             raise ValueError("API keys must not be empty")
+
+    def load_backend(self) -> dict[str, Any]:
+        """im2text.load keywords for the backend fields."""
+        return {"backend": self.backend, "quantize": "int8" if self.int8 else None}

@@ -48,9 +48,12 @@ VQA_TRAIN = [  # 3000 steps: at 2000 the open questions were still half learnt (
 
 
 def shapes_captioning(
-    work: str | Path, *, seed: int = 0, extra: list[str] | None = None
+    work: str | Path, *, seed: int = 0, extra: list[str] | None = None, int8: bool = False
 ) -> dict[str, float]:
-    """Train a tiny BLIP captioner on 12k shape images; exact match + CIDEr on 200 new ones."""
+    """Train a tiny BLIP captioner on 12k shape images; exact match + CIDEr on 200 new ones.
+
+    `int8`: also `exact_int8` and `agreement_int8` (same caption as float32) of the trained
+    model on the int8 fast path (onnxruntime graphs + torch int8 linears)."""
     import im2text
     from im2text.evaluate.captions import evaluate_captions
 
@@ -60,22 +63,43 @@ def shapes_captioning(
     ckpt = build_checkpoint("blip", work / "init", **MODEL)
     out = work / "run"
     _train(ckpt, train, val, out, seed, [*CAPTION_TRAIN, *(extra or [])])
-    model = im2text.load(str(out / "best"))
     held_out = shape_dataset(200, seed=3)  # new images, never seen in training
-    caps = model.caption([im for im, _ in held_out], num_beams=1, max_new_tokens=8)
-    exact = sum(c.text == ref for c, (_, ref) in zip(caps, held_out)) / len(held_out)
-    scores = evaluate_captions(
-        {i: c.text for i, c in enumerate(caps)}, {i: [ref] for i, (_, ref) in enumerate(held_out)}
-    ).scores
-    return {"exact": exact, "cider": float(scores["CIDEr"] or 0.0)}
+    images = [im for im, _ in held_out]
+    result: dict[str, float] = {}
+    for label, load in _precisions(int8):
+        caps = im2text.load(str(out / "best"), **load).caption(
+            images, num_beams=1, max_new_tokens=8
+        )
+        texts = [c.text for c in caps]
+        result[f"exact{label}"] = sum(t == ref for t, (_, ref) in zip(texts, held_out)) / len(
+            held_out
+        )
+        if not label:
+            fp32 = texts
+            scores = evaluate_captions(
+                dict(enumerate(texts)), {i: [ref] for i, (_, ref) in enumerate(held_out)}
+            ).scores
+            result["cider"] = float(scores["CIDEr"] or 0.0)
+        else:  # how often int8 says exactly what float32 says
+            result[f"agreement{label}"] = sum(a == b for a, b in zip(texts, fp32)) / len(texts)
+    return result
+
+
+def _precisions(int8: bool) -> list[tuple[str, dict[str, Any]]]:
+    """(result-key suffix, im2text.load keywords): float32 torch, then the int8 backends."""
+    runs: list[tuple[str, dict[str, Any]]] = [("", {})]
+    if int8:
+        runs.append(("_int8", {"backend": "onnxruntime", "quantize": "int8"}))
+    return runs
 
 
 def easy_vqa(
-    work: str | Path, *, seed: int = 0, extra: list[str] | None = None
+    work: str | Path, *, seed: int = 0, extra: list[str] | None = None, int8: bool = False
 ) -> dict[str, float]:
     """Train a tiny BLIP VQA model on easy-vqa; accuracy on 1,000 held-out test questions.
 
-    `extra`: more `im2text train` flags (later ones win), to try other recipes.
+    `extra`: more `im2text train` flags (later ones win), to try other recipes. `int8`: also
+    `accuracy_int8` and `agreement_int8` on the int8 fast path.
     """
     import im2text
 
@@ -87,18 +111,26 @@ def easy_vqa(
     ckpt = build_checkpoint("blip-vqa", work / "init", **VQA_MODEL)
     out = work / "run"
     _train(ckpt, train, val, out, seed, ["--task", "vqa", *VQA_TRAIN, *(extra or [])])
-    model = im2text.load(str(out / "best"))
     rows = [json.loads(line) for line in held_out.read_text().splitlines()]
-    answers = model.ask(
-        [r["file_name"] for r in rows], [r["question"] for r in rows], max_new_tokens=6
-    )
-    right = [a.text == r["answers"][0] for a, r in zip(answers, rows)]
-    open_q = [r["answers"][0] not in ("yes", "no") for r in rows]
-    return {
-        "accuracy": sum(right) / len(rows),
-        "open_accuracy": sum(r for r, o in zip(right, open_q) if o) / max(1, sum(open_q)),
-        "confidence_in_range": float(all(0.0 <= a.confidence <= 1.0 for a in answers)),
-    }
+    result: dict[str, float] = {}
+    for label, load in _precisions(int8):
+        answers = im2text.load(str(out / "best"), **load).ask(
+            [r["file_name"] for r in rows], [r["question"] for r in rows], max_new_tokens=6
+        )
+        right = [a.text == r["answers"][0] for a, r in zip(answers, rows)]
+        result[f"accuracy{label}"] = sum(right) / len(rows)
+        if not label:
+            fp32 = [a.text for a in answers]
+            open_q = [r["answers"][0] not in ("yes", "no") for r in rows]
+            result["open_accuracy"] = sum(r for r, o in zip(right, open_q) if o) / max(
+                1, sum(open_q)
+            )
+            result["confidence_in_range"] = float(all(0.0 <= a.confidence <= 1.0 for a in answers))
+        else:
+            result[f"agreement{label}"] = sum(a.text == b for a, b in zip(answers, fp32)) / len(
+                rows
+            )
+    return result
 
 
 def _train(ckpt: Path, train: Path, val: Path, out: Path, seed: int, flags: list[str]) -> None:
