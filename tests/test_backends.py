@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_images
 
 import im2text
 from im2text.cli import main
@@ -25,7 +26,6 @@ from im2text.engine.graphs import (
     GraphModule,
     cache_root,
 )
-from conftest import random_images
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -257,3 +257,5 @@ def test_backend_refusals(tiny) -> None:
         _graph_parts(model)[0](pixel_values=torch.zeros(1, 3, 32, 32), output_attentions=True)
     with pytest.raises(BackendError, match="torch float32"):
         model.export(os.devnull, backend="openvino")
+    with pytest.raises(BackendError, match="cannot be saved"):
+        model.save(os.devnull)

@@ -86,12 +86,17 @@ class LoadSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16 (auto: fp32 on CPU, bf16/fp16 on GPU)
     revision: str | None = None  # Hub revision (branch, tag or commit); presets pin theirs
-    batch_size: int = 8  # images per forward pass
+    batch_size: int = (
+        8  # images per forward pass (load() picks GPU_BATCH_SIZE on a GPU if not given)
+    )
     num_workers: int = 2  # threads decoding + preprocessing the next batches while the model runs
     max_pixels: int = 50_000_000  # decompression-bomb guard for input images
     backend: str | None = None  # torch | onnxruntime | openvino (None: torch, or an exported
     #                              folder's own backend)
     quantize: str | None = None  # None | "int8": int8 weights (opt-in, approximate)
+
+
+GPU_BATCH_SIZE = 64  # load()'s batch size on a GPU when none is given
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from im2text import _loading
-from im2text.config import GenerationSettings, LoadSettings, Preset
-from im2text.engine.device import resolve_device, resolve_dtype
+from im2text.config import GPU_BATCH_SIZE, GenerationSettings, LoadSettings, Preset
+from im2text.engine.device import limit_threads, resolve_device, resolve_dtype
 from im2text.families import FAMILIES, CheckpointError, Family, Matcher, family_for_config
 from im2text.images import ImageError, ImageSource, expand_inputs
 from im2text.results import Answer, Caption, Classification, Embedding, Match, Reading
@@ -499,6 +499,13 @@ class Model:
 
     def save(self, directory: str | Path) -> Path:
         """Save weights, processor and preset metadata so `im2text.load(directory)` restores it."""
+        from im2text.engine.graphs import BackendError, BackendSpec
+
+        if self.family.backend != BackendSpec():  # graphs / int8 linears hold no HF weights
+            raise BackendError(
+                f"a model on {self.family.backend.label} cannot be saved as a checkpoint: "
+                "save it loaded on torch float32, or use export()"
+            )
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.family.save_pretrained(str(out))
@@ -584,7 +591,7 @@ def load(
     device: str = "auto",
     dtype: str = "auto",
     revision: str | None = None,
-    batch_size: int = LoadSettings.batch_size,
+    batch_size: int | None = None,
     num_workers: int = LoadSettings.num_workers,
     max_pixels: int = LoadSettings.max_pixels,
     backend: str | None = LoadSettings.backend,
@@ -597,6 +604,11 @@ def load(
     but not equal to the float32 outputs. A folder written by `im2text export` runs on its own
     backend. Offline, a model that is neither local nor cached fails at once with a hint.
     """
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        limit_threads()
+    if batch_size is None:  # a GPU wants bigger batches than a CPU to be kept busy
+        batch_size = GPU_BATCH_SIZE if dev.type == "cuda" else LoadSettings.batch_size
     settings = LoadSettings(
         device=device,
         dtype=dtype,
@@ -610,7 +622,6 @@ def load(
     if quantize not in (None, "int8"):
         raise ValueError(f"unknown quantize {quantize!r} (use int8, or None for float)")
     source, preset, name, local = _loading.resolve(model, revision)
-    dev = resolve_device(device)
     if preset is not None and not FAMILIES[preset.family].needs_weights:
         # Engines such as rapidocr carry their own weights: nothing to fetch.
         family = FAMILIES[preset.family].from_pretrained(name, device=dev, dtype=torch.float32)

@@ -116,8 +116,8 @@ def add_loading_args(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         "-b",
         type=int,
-        default=default(LoadSettings, "batch_size"),
-        help=with_default(LoadSettings, "batch_size"),
+        help=f"images per forward pass (default: {default(LoadSettings, 'batch_size')} on a "
+        "CPU, 64 on a GPU)",
     )
     p.add_argument(
         "--loader-threads",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Generic, TypeVar
 
+import torch
 from PIL import Image
 
 from im2text.images import ImageError, ImageLimits, ImageSource, try_load
@@ -46,6 +47,7 @@ def run_batched(
     num_workers: int = 2,
     limits: ImageLimits | None = None,
     target_size: int | None = None,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[Item[T], R | ImageError | Exception]]:
     """Yield `(item, result_or_error)` for every item, in input order.
 
@@ -57,6 +59,8 @@ def run_batched(
         num_workers: loader threads; up to `num_workers + 1` batches are prepared ahead.
         limits: image safety limits.
         target_size: the model's input side, so big JPEGs decode at reduced size.
+        pin_memory: pin the prepared tensors (in the loader threads), so the copy to a GPU
+            runs asynchronously while the previous batch computes.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -76,6 +80,8 @@ def run_batched(
         if ok:
             try:
                 batch = prepare(images, [chunk[i].extra for i in ok])
+                if pin_memory:
+                    batch = _pinned(batch)
             except Exception:
                 batch = None
         return _Prepared(chunk, errors, ok, images, batch)
@@ -106,6 +112,14 @@ def run_batched(
             if not pending:
                 return
             yield from finish(pending.popleft().result())
+
+
+def _pinned(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    if isinstance(batch, dict):
+        return {k: _pinned(v) for k, v in batch.items()}
+    return batch
 
 
 def _run_one(image: Image.Image, extra: Any, prepare: Callable, compute: Callable) -> Any:

@@ -49,3 +49,34 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, float16 or bfloat16)")
     return _DTYPES[name]
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (SMT siblings count once)."""
+    import os
+    from pathlib import Path
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text(), (topo / "core_id").read_text()))
+        except OSError:
+            cores.add(("", str(cpu)))
+    return max(1, len(cores) or (os.cpu_count() or 1))
+
+
+def limit_threads() -> None:
+    """torch's intra-op threads at most one per physical core, unless the user chose them.
+
+    A second thread on a core's SMT sibling, or more threads than cores, makes OpenMP threads
+    spin-wait for each other: matmuls get slower, not faster.
+    """
+    import os
+
+    if any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        return
+    cores = physical_cores()
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)

@@ -398,8 +398,11 @@ def _openvino_export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], part: G
         try:
             import nncf
         except ImportError as e:
-            raise BackendError("int8 on openvino needs NNCF: pip install nncf") from e
-        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+            raise BackendError(f"int8 on openvino needs NNCF: {_HINTS['openvino']}") from e
+        # int8 weights; the CPU plugin then quantizes activations on the fly for its matmuls.
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                contextlib.redirect_stderr(null), _quiet_logs():  # fmt: skip
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     staged = tmp / "model.xml"
     ov.save_model(model, str(staged), compress_to_fp16=False)
     # The .bin first, then the .xml that names it: a reader never sees a half-written pair.

@@ -268,9 +268,10 @@ class Family:
     def _to_device(self, v: Any) -> Any:
         if not isinstance(v, torch.Tensor):
             return v
+        pinned = v.device.type == "cpu" and self.device.type == "cuda" and v.is_pinned()
         if v.is_floating_point():
-            return v.to(self.device, self.dtype)
-        return v.to(self.device)
+            return v.to(self.device, self.dtype, non_blocking=pinned)
+        return v.to(self.device, non_blocking=pinned)
 
 
 class CheckpointError(ValueError):

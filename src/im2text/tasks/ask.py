@@ -78,6 +78,7 @@ def ask_stream(
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),
         target_size=family.image_size,
+        pin_memory=family.device.type == "cuda",
     ):
         question = item.extra or ""
         if isinstance(result, BaseException):

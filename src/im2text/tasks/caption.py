@@ -62,6 +62,7 @@ def caption_stream(
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),
         target_size=family.image_size,
+        pin_memory=family.device.type == "cuda",
     ):
         if isinstance(result, BaseException):
             yield Caption.failed(item.source.key, result)

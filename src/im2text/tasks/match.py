@@ -33,6 +33,7 @@ def _run(
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),
         target_size=family.image_size,
+        pin_memory=family.device.type == "cuda",
     )
 
 

@@ -37,6 +37,7 @@ def read_stream(
         num_workers=load.num_workers,
         limits=ImageLimits(max_pixels=load.max_pixels),
         target_size=None,  # text needs every pixel: never decode at reduced size for OCR
+        pin_memory=family.device.type == "cuda",
     ):
         if isinstance(result, BaseException):
             yield Reading.failed(item.source.key, result)
