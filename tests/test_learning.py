@@ -36,11 +36,17 @@ def test_blip_learns_shape_captions(tmp_path: Path) -> None:
 
 def test_blip_vqa_learns_easy_vqa(tmp_path: Path) -> None:
     pytest.importorskip("easy_vqa")
-    result = learning.easy_vqa(tmp_path, seed=0)
-    print(f"held-out accuracy {result['accuracy']:.3f} (open {result['open_accuracy']:.3f})")
+    result = learning.easy_vqa(tmp_path, seed=0, int8=True)
+    print(
+        f"held-out accuracy {result['accuracy']:.3f} (open {result['open_accuracy']:.3f}); "
+        f"int8 {result['accuracy_int8']:.3f}, same answer {result['agreement_int8']:.3f}"
+    )
     # Seed 0 gives 0.821 / 0.640 in every run; over seeds 0-4: accuracy 0.741-0.859, open
     # 0.420-0.692 (docs/PERFORMANCE.md). Bars below the worst seed, far above the prior-only
     # 0.685 / ~0.2 a model that ignores the image gets.
     assert result["accuracy"] >= 0.72
     assert result["open_accuracy"] >= 0.35
     assert result["confidence_in_range"] == 1.0
+    # int8 fast path: seed 0 gives 0.824 (float32 0.821), the same answer for 98.7%.
+    assert abs(result["accuracy_int8"] - result["accuracy"]) <= 0.02
+    assert result["agreement_int8"] >= 0.9
