@@ -292,7 +292,7 @@ class _Exportable(nn.Module):
         return tuple(out[int(f)] for f in self.fields)
 
 
-def _example(family: Family, part: GraphPart) -> dict[str, torch.Tensor]:
+def example_inputs(family: Family, part: GraphPart) -> dict[str, torch.Tensor]:
     if part.example is not None:
         return part.example(family)
     size = family.image_size or 224
@@ -443,7 +443,7 @@ def _cached_graph(family: Family, part: GraphPart, module: nn.Module,
                   spec: BackendSpec) -> tuple[Path, _Outputs]:  # fmt: skip
     import fcntl
 
-    example = _example(family, part)
+    example = example_inputs(family, part)
     folder = cache_root() / _cache_key(family, part, module, spec, example)
     graph = folder / f"graph{graph_suffix(spec.backend)}"
     meta = folder / "outputs.json"
@@ -496,7 +496,7 @@ def export_model(family: Family, spec: BackendSpec, out: str) -> Path:
         module = family.model.get_submodule(part.path) if part.path else family.model
         name = (part.path or "model").replace(".", "_")
         graph = target / GRAPHS / f"{name}{graph_suffix(spec.backend)}"
-        outputs = export_graph(module, part, _example(family, part), spec.backend, spec.int8, graph)
+        outputs = export_graph(module, part, example_inputs(family, part), spec.backend, spec.int8, graph)
         entries[part.path] = {
             "file": str(graph.relative_to(target)),
             "outputs": dataclasses.asdict(outputs),

@@ -19,6 +19,18 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+def _qformer_example(model: Any) -> dict[str, torch.Tensor]:
+    """Q-Former inputs for a batch of 2 images: its queries and random image states."""
+    v = model.config.vision_config
+    n = (v.image_size // v.patch_size) ** 2 + 1  # patches + [CLS]
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "query_embeds": model.query_tokens.detach().float().expand(2, -1, -1).clone(),
+        "encoder_hidden_states": torch.randn(2, n, v.hidden_size, generator=gen),
+        "encoder_attention_mask": torch.ones(2, n, dtype=torch.long),
+    }
+
+
 class Blip2(GenerativeFamily):
     key = "blip2"
     model_types = ("blip-2",)
@@ -38,7 +50,16 @@ class Blip2(GenerativeFamily):
         return processor
 
     vision_tower = "vision_model"
-    graph_parts = (GraphPart("vision_model"),)
+    # The ViT, then the Q-Former (its queries cross-attend to the image); the LLM stays in
+    # torch (int8 linears with --int8).
+    graph_parts = (
+        GraphPart("vision_model"),
+        GraphPart(
+            "qformer",
+            inputs=("query_embeds", "encoder_hidden_states", "encoder_attention_mask"),
+            example=lambda family: _qformer_example(family.model),
+        ),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from im2text.engine.graphs import GraphPart
 from im2text.families.blip2 import Blip2
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ class InstructBlip(Blip2):
     architectures = ("InstructBlipForConditionalGeneration",)
     model_class = "InstructBlipForConditionalGeneration"
     default_prompt = "A short image description:"
+    # Its Q-Former also reads the instruction (instruction-aware queries): only the ViT is a graph.
+    graph_parts = (GraphPart("vision_model"),)
 
     def question_prompt(self, question: str) -> str:
         return question  # instruction-tuned: the question is the instruction
