@@ -496,7 +496,9 @@ def export_model(family: Family, spec: BackendSpec, out: str) -> Path:
         module = family.model.get_submodule(part.path) if part.path else family.model
         name = (part.path or "model").replace(".", "_")
         graph = target / GRAPHS / f"{name}{graph_suffix(spec.backend)}"
-        outputs = export_graph(module, part, example_inputs(family, part), spec.backend, spec.int8, graph)
+        outputs = export_graph(
+            module, part, example_inputs(family, part), spec.backend, spec.int8, graph
+        )
         entries[part.path] = {
             "file": str(graph.relative_to(target)),
             "outputs": dataclasses.asdict(outputs),

@@ -8,7 +8,7 @@ the generated part is the tail, which the shared scorer takes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -52,7 +52,7 @@ class Blip2(GenerativeFamily):
     vision_tower = "vision_model"
     # The ViT, then the Q-Former (its queries cross-attend to the image); the LLM stays in
     # torch (int8 linears with --int8).
-    graph_parts = (
+    graph_parts: ClassVar[tuple[GraphPart, ...]] = (
         GraphPart("vision_model"),
         GraphPart(
             "qformer",
