@@ -147,6 +147,7 @@ def test_int8_stays_close_to_float32(kind: str, tiny) -> None:
 
 def test_torch_int8_quantizes_linears_only(tiny) -> None:
     model = im2text.load(str(tiny("blip")), quantize="int8")
+    assert model.family.backend == BackendSpec("torch", int8=True)
     kinds = {type(m).__module__ for m in model.family.model.modules()}
     assert any("quantized" in k for k in kinds)
     assert not any(isinstance(m, torch.nn.Linear) for m in model.family.model.modules())
@@ -193,9 +194,17 @@ def test_export_then_load_offline(backend: str, tiny, tmp_path: Path, monkeypatc
     assert not (tmp_path / "empty-cache").exists()  # the folder's graphs ran; nothing exported
     want = [c.text for c in im2text.load(src).caption(_images(), max_new_tokens=6)]
     assert [c.text for c in model.caption(_images(), max_new_tokens=6)] == want
-    # The folder is still a Hugging Face checkpoint: plain torch loads it too.
+    # A folder made for one backend is not loaded on another.
     with pytest.raises(BackendError, match="exported for"):
         im2text.load(str(out), backend="torch")
+    # The manifest names output classes; nothing but a transformers ModelOutput is imported.
+    tampered = json.loads((out / MANIFEST).read_text())
+    for entry in tampered["parts"].values():
+        entry["outputs"]["cls"] = "os.system"
+    (out / MANIFEST).write_text(json.dumps(tampered))
+    with pytest.raises(BackendError, match="not a transformers ModelOutput"):
+        im2text.load(str(out))
+    (out / MANIFEST).write_text(json.dumps(manifest))
     # Exporting onto a non-empty folder is refused, and leaves it as it was.
     before = sorted(p.name for p in out.iterdir())
     assert main(["export", src, "--backend", backend, "--to", str(out)]) != 0

@@ -110,6 +110,7 @@ def apply_backend(family: Family, spec: BackendSpec, folder: str | None = None) 
     if spec.backend == "torch":
         if spec.int8:
             _int8_linears(family.model, skip=())
+        family.backend = spec
         return
     require_engine(spec.backend)
     if family.device.type != "cpu":
@@ -229,10 +230,19 @@ def _numpy(t: torch.Tensor) -> Any:
 
 
 def _import(dotted: str) -> Any:
+    """The output class a graph's manifest names: only a transformers `ModelOutput` (a folder's
+    JSON never makes im2text import or call anything else)."""
     import importlib
 
+    from transformers.utils import ModelOutput
+
     module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    if not module.startswith("transformers."):
+        raise BackendError(f"graph output class {dotted!r} is not a transformers ModelOutput")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, ModelOutput)):
+        raise BackendError(f"graph output class {dotted!r} is not a transformers ModelOutput")
+    return cls
 
 
 def _threads() -> int:
