@@ -268,3 +268,34 @@ def test_backend_refusals(tiny) -> None:
         model.export(os.devnull, backend="openvino")
     with pytest.raises(BackendError, match="cannot be saved"):
         model.save(os.devnull)
+
+
+def test_server_loads_models_on_the_int8_backend(tiny) -> None:
+    """`serve --backend onnxruntime --int8`: names load on that backend; answers equal the same
+    model's Python API on that backend."""
+    pytest.importorskip("fastapi")
+    import base64
+    import io
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from im2text.serve import ServeConfig, create_app
+
+    path = str(tiny("blip"))
+    image = io.BytesIO()
+    _images(1)[0].save(image, "PNG")
+    want = im2text.load(path, backend="onnxruntime", quantize="int8").caption(image.getvalue())
+    fp32 = im2text.load(path).caption(image.getvalue())
+    assert want.mean_logprob != fp32.mean_logprob  # so the server's answer tells them apart
+    app = create_app([path], ServeConfig(backend="onnxruntime", int8=True))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        body = {"model": "blip", "image": base64.b64encode(image.getvalue()).decode()}
+        resp = client.post("/v1/caption", json=body)
+    assert resp.status_code == 200, resp.text
+    (record,) = resp.json()["results"]
+    assert record["caption"] == want.text
+    assert record["mean_logprob"] == pytest.approx(want.mean_logprob, abs=1e-5)
