@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -303,13 +302,13 @@ class _Exportable(nn.Module):
 
 
 def example_inputs(family: Family, part: GraphPart) -> dict[str, torch.Tensor]:
+    """Inputs to export `part` with: its own example, else a batch of random images."""
     if part.example is not None:
         return part.example(family)
     size = family.image_size or 224
     gen = torch.Generator().manual_seed(0)
-    return {
-        "pixel_values": torch.randn(2, 3, size, size, generator=gen)
-    }  # batch 2: not specialised
+    # Batch 2, so the exporter does not specialise the batch dimension to 1.
+    return {"pixel_values": torch.randn(2, 3, size, size, generator=gen)}
 
 
 def _describe(out: Any) -> _Outputs:
@@ -387,11 +386,10 @@ def _quiet_logs() -> Any:
 
 
 def _publish_onnx(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb+") as f:
+    """fsync, then rename into place (`src` is staged beside `dst`: no copy of the graph)."""
+    with open(src, "rb+") as f:
         os.fsync(f.fileno())
-    os.replace(tmp, dst)
+    os.replace(src, dst)
 
 
 def _openvino_export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], part: GraphPart,
