@@ -80,6 +80,24 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How text is read (OCR). Each technique is measured on the scene-text benchmark
+    (benchmarks/scene_text.py, docs/PERFORMANCE.md) and on by default because it helps there."""
+
+    pad_small: bool = True  # border around small images / tight crops before text detection
+    whole_image: bool = True  # detection finds nothing: recognise the whole image as one line
+    split_words: bool = True  # "NOPARKING" -> "NO PARKING" (the raw line is kept as `raw`)
+    fold_accents: bool = True  # "galleríes" -> "galleries", only when that is a known word
+
+    def merged(self, **overrides: bool | None) -> ReadOptions:
+        """A copy with the non-None overrides applied."""
+        for name, value in overrides.items():
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
 class LoadSettings:
     """Where and how a model is loaded."""
 

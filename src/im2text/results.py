@@ -113,18 +113,22 @@ class Answer(_Outcome):
 @dataclass(frozen=True)
 class Line:
     """One line of read text: its words, box `(x0, y0, x1, y1)` in pixels, and the recogniser's
-    `confidence` in [0, 1]."""
+    `confidence` in [0, 1]. `raw` is the recogniser's own text when word fixes changed it."""
 
     text: str
     box: tuple[float, float, float, float]
     confidence: float
+    raw: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "text": self.text,
             "box": [round(v, 1) for v in self.box],
             "confidence": _r(self.confidence),
         }
+        if self.raw is not None:
+            out["raw"] = self.raw
+        return out
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,11 @@ class Reader(Protocol):
     """Reads the text in images: lines with boxes and confidences."""
 
     def read(
-        self, images: list[Image.Image], page: bool | None = None, settings: Any = None
+        self,
+        images: list[Image.Image],
+        page: bool | None = None,
+        settings: Any = None,
+        options: Any = None,  # ReadOptions: the detector techniques a family applies
     ) -> list[list[Line]]: ...
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from im2text.config import GenerationSettings
+from im2text.config import GenerationSettings, ReadOptions
 from im2text.engine.graphs import GraphPart
 from im2text.families.base import GenerativeFamily
 from im2text.results import Line
@@ -112,6 +112,7 @@ class VisionEncoderDecoder(GenerativeFamily):
         images: list[Image.Image],
         page: bool | None = None,
         settings: GenerationSettings | None = None,
+        options: ReadOptions | None = None,
     ) -> list[list[Line]]:
         """Read each image: as one text line (`page=False`) or as a page of detected lines."""
         settings = settings or GenerationSettings()
@@ -132,7 +133,8 @@ class VisionEncoderDecoder(GenerativeFamily):
         detector = self._detector()
         pages = []
         for image in images:
-            boxes = [box for box, _score in detect_lines(detector, image)]
+            pad = options.pad_small if options is not None else True
+            boxes = [box for box, _score in detect_lines(detector, image, pad_small=pad)]
             crops = [image.crop(self._grow(box, image)) for box in boxes]
             results = []
             for i in range(0, len(crops), self.crops_per_batch):

@@ -48,7 +48,11 @@ class Tesseract(Family):
         raise ValueError("tesseract is a system program; there is nothing to save")
 
     def read(
-        self, images: list[Image.Image], page: bool | None = None, settings: object = None
+        self,
+        images: list[Image.Image],
+        page: bool | None = None,
+        settings: object = None,
+        options: object = None,
     ) -> list[list[Line]]:
         return [self._read_one(im) for im in images]
 

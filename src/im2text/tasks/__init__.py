@@ -9,6 +9,7 @@ endpoints all read this table, so a new task is one row here and one stream func
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,13 @@ from im2text.tasks.ask import ask_stream, check_ask
 from im2text.tasks.caption import caption_stream
 from im2text.tasks.match import check_classify, classify_stream, embed_stream, match_stream
 from im2text.tasks.read import read_stream
+
+_READ_OPTIONS = (  # ReadOptions' techniques, each on by default (benchmarks/scene_text.py)
+    ("pad_small", "border around small images / tight crops before detection (default on)"),
+    ("whole_image", "nothing detected: recognise the whole image as one line (default on)"),
+    ("split_words", "split glued words, NOPARKING -> NO PARKING; raw text kept (default on)"),
+    ("fold_accents", "drop accents when the plain word is a known one (default on)"),
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,17 @@ TASKS: dict[str, TaskSpec] = {
                     None,
                     "line recognisers (TrOCR): find the lines "
                     "first (true) or read the image as one line (false)",
+                ),
+                *(
+                    Param(
+                        name,
+                        bool | None,
+                        None,
+                        help,
+                        flags=(f"--{name.replace('_', '-')}",),
+                        cli={"action": argparse.BooleanOptionalAction},
+                    )
+                    for name, help in _READ_OPTIONS
                 ),
             ),
         ),
