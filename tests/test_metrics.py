@@ -182,7 +182,8 @@ def test_evaluate_public_api() -> None:
 
     assert set(evaluate.__all__) == {
         "DEFAULT_METRICS", "CaptionEvaluation", "ModelResult", "ReportItem",
-        "TokenizerUnavailableError", "caption_metrics", "evaluate_captions", "normalize_answer",
+        "TokenizerUnavailableError", "WordScores", "caption_metrics", "evaluate_captions",
+        "normalize_answer", "word_scores",
         "retrieval_recall", "tokenize", "vqa_accuracy", "write_report",
     }  # fmt: skip
 
