@@ -46,7 +46,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("eval", help="score models on a dataset; JSON + HTML report")
     p.add_argument("--model", "-m", action="append", required=True, help="repeat to compare")
     p.add_argument("--data", required=True, help="dataset (same formats as train)")
-    p.add_argument("--task", choices=("caption", "vqa"), default="caption")
+    p.add_argument("--task", choices=("caption", "vqa", "retrieval"), default="caption")
     p.add_argument("--output", "-o", default="eval", help="report folder")
     p.add_argument("--limit", type=int, help="first N items only")
     p.add_argument("--batch-size", "-b", type=int, default=8)

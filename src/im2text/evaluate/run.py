@@ -36,7 +36,10 @@ def evaluate_models(
     from im2text.evaluate.vqa import vqa_accuracy
     from im2text.images import ImageSource
 
-    records: Sequence[CaptionExample | VqaExample] = load_dataset(data, task=task)[: limit or None]
+    data_task = "caption" if task == "retrieval" else task  # retrieval: image-caption pairs
+    records: Sequence[CaptionExample | VqaExample] = load_dataset(data, task=data_task)[
+        : limit or None
+    ]
     ids = [str(r.id) for r in records]
     results: dict[str, ModelResult] = {}
     settings: dict[str, Any] = {"data": data, "task": task, "items": len(records), "models": {}}
@@ -46,7 +49,10 @@ def evaluate_models(
         settings["models"][model.name] = {"source": name, "generation": gen.__dict__}
         sources = [ImageSource(i, r.image) for i, r in zip(ids, records, strict=True)]
         preds: dict[str | None, str]
-        if task == "vqa":
+        if task == "retrieval":
+            captioned = cast("Sequence[CaptionExample]", records)
+            results[model.name] = _retrieval_result(model, captioned, ids)
+        elif task == "vqa":
             # load_dataset(task="vqa") returns only VqaExamples.
             vqa_records = cast("Sequence[VqaExample]", records)
             pairs = list(zip(sources, [r.question for r in vqa_records], strict=True))
@@ -75,6 +81,33 @@ def evaluate_models(
         "report_html": str(html_path),
         "scores": {k: dict(v.scores) for k, v in results.items()},
     }
+
+
+def _retrieval_result(model: Any, records: Sequence[CaptionExample], ids: list[str]) -> Any:
+    """Recall@1/5/10 both ways over every caption of every image (the COCO / Flickr30k
+    protocol); per image: its best-ranked caption, whether that is one of its own (`i2t_R@1`)
+    and the rank of its first own caption (`i2t_rank`)."""
+    import numpy as np
+
+    from im2text.evaluate.report import ModelResult
+    from im2text.evaluate.retrieval import retrieval_recall
+
+    texts = [c for r in records for c in r.captions]
+    owner = [i for i, r in enumerate(records) for _ in r.captions]
+    images = model.embed([r.image for r in records])
+    sim = images @ model.embed(texts=texts).T
+    recall = retrieval_recall(sim, owner)
+    keys = [k for k in recall if "_R@" in k]
+    scores = {**recall, "mean_recall": sum(recall[k] for k in keys) / len(keys)}
+    order = np.argsort(-sim, axis=1, kind="stable")
+    owners = np.asarray(owner)
+    preds, top1, rank = {}, {}, {}
+    for i, item in enumerate(ids):
+        preds[item] = texts[int(order[i, 0])]
+        own = np.flatnonzero(owners[order[i]] == i)
+        rank[item] = float(own[0] + 1)
+        top1[item] = float(own[0] == 0)
+    return ModelResult(preds, scores=scores, per_item={"i2t_R@1": top1, "i2t_rank": rank})
 
 
 def _with_clipscore(result, clip_model, records, ids, preds, refs):  # type: ignore[no-untyped-def]

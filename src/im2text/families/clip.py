@@ -25,9 +25,26 @@ class Clip(DualEncoder):
     model_class = "CLIPModel"
     vision_tower = "vision_model"
     graph_parts = (GraphPart("vision_model"),)  # the text tower stays in torch
+    contrastive = True  # trains with --task retrieval (its loss is contrastive, not LM)
 
     def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.processor(images=images, return_tensors="pt").pixel_values}
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """Inputs whose `.loss` is CLIP's symmetric contrastive loss over the batch (image i's
+        positive is text i; every other text of the batch is a negative; learned temperature)."""
+        limit = self.model.config.text_config.max_position_embeddings
+        enc = self.tokenizer(
+            targets, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        )
+        return {**self.prepare_images(images), "input_ids": enc.input_ids,
+                "attention_mask": enc.attention_mask, "return_loss": True}  # fmt: skip
+
+    def prepare_for_training(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(True)
 
     @property
     def logit_scale(self) -> float:

@@ -7,6 +7,7 @@ from im2text.train.loop import (
     evaluate_examples,
     examples_from_dataset,
     fit,
+    retrieval_metrics,
     train,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "evaluate_examples",
     "examples_from_dataset",
     "fit",
+    "retrieval_metrics",
     "train",
 ]

@@ -16,7 +16,7 @@ class TrainConfig:
     output: str  # run folder: best/, last/, metrics.jsonl, metrics.csv, curves.png
     train: str | None = None  # training data (folder + metadata.jsonl, CSV, COCO/VQAv2 JSON, ...)
     val: str | None = None  # validation data; None = split `val_fraction` off `train`
-    task: str = "caption"  # caption | vqa
+    task: str = "caption"  # caption | vqa | retrieval (contrastive, CLIP; caption data)
     epochs: float | None = None  # passes over the data (fractions allowed)
     max_steps: int | None = None  # optimizer steps (wins over epochs when both are given)
     max_minutes: float | None = None  # wall-clock budget; the LR schedule follows elapsed time
@@ -33,8 +33,9 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 uses loss scaling)
     eval_every: int = 200  # optimizer steps between validations (and checkpoints)
     eval_limit: int = 500  # validation examples used per evaluation
-    # What picks the best checkpoint: cider | bleu4 | exact | vqa_accuracy. Default: cider for
-    # captions; VQA accuracy when questions have >= 3 reference answers (VQAv2), else exact.
+    # What picks the best checkpoint: cider | bleu4 | exact | vqa_accuracy | mean_recall.
+    # Default: cider for captions; VQA accuracy when questions have >= 3 reference answers
+    # (VQAv2), else exact; mean_recall (R@1/5/10 both ways) for retrieval.
     metric: str | None = None
     patience: int | None = None  # stop after this many evaluations without improvement
     val_fraction: float = 0.1  # share of `train` held out when `val` is not given
@@ -47,8 +48,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
 
     def __post_init__(self) -> None:
-        if self.task not in ("caption", "vqa"):
-            raise ValueError(f"task must be caption or vqa, not {self.task!r}")
+        if self.task not in ("caption", "vqa", "retrieval"):
+            raise ValueError(f"task must be caption, vqa or retrieval, not {self.task!r}")
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             self.epochs = 1.0
         if self.batch_size < 1 or self.grad_accum < 1:

@@ -111,6 +111,12 @@ def fit(
     _claim_run_folder(out, config)
     family = model.family
     _require_trainable(family)
+    if (config.task == "retrieval") != getattr(family, "contrastive", False):
+        raise ValueError(
+            f"{family.key} models train with --task retrieval only"
+            if config.task != "retrieval"
+            else f"--task retrieval trains CLIP-style dual encoders, not {family.key} models"
+        )
     net = family.model
     device = family.device
     _set_seed(config.seed)
@@ -308,6 +314,8 @@ def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> Tra
 
     if config.task == "caption":
         return replace(config, metric="cider")
+    if config.task == "retrieval":
+        return replace(config, metric="mean_recall")
     # The official VQA accuracy compares against 10 annotators (min(1, matches / 3)); with
     # one reference answer per question it can never exceed 1/3, so exact match is the metric.
     many = val_set and sum(len(ex.references) >= 3 for ex in val_set) >= len(val_set) / 2
@@ -349,6 +357,8 @@ def evaluate_examples(model: Any, examples: list[Example], config: TrainConfig) 
     if not examples:
         return {}
     model.family.model.eval()
+    if config.task == "retrieval":
+        return retrieval_metrics(model, examples)
     from im2text.images import ImageSource
 
     sources = [ImageSource(ex.id or str(i), _image(ex.image)) for i, ex in enumerate(examples)]
@@ -385,6 +395,24 @@ def evaluate_examples(model: Any, examples: list[Example], config: TrainConfig) 
         metrics["cider"] = scores.get("CIDEr")
         metrics["bleu4"] = scores.get("Bleu_4")
     return metrics
+
+
+def retrieval_metrics(model: Any, examples: Sequence[Example]) -> dict[str, Any]:
+    """Recall@1/5/10 image->text and text->image, and their mean (`mean_recall`).
+
+    A caption that describes several images has no single right image, so each distinct text
+    is kept once (with the first image it describes)."""
+    from im2text.evaluate.retrieval import retrieval_recall
+
+    seen: dict[str, Example] = {}
+    for ex in examples:
+        seen.setdefault(ex.target.strip().lower(), ex)
+    kept = list(seen.values())
+    images = model.embed([_image(ex.image) for ex in kept])
+    texts = model.embed(texts=[ex.target for ex in kept])
+    recall = retrieval_recall(images @ texts.T, list(range(len(kept))))
+    keys = [k for k in recall if "_R@" in k]
+    return {**recall, "mean_recall": sum(recall[k] for k in keys) / len(keys), "pairs": len(kept)}
 
 
 def _save_model(model: Any, target: Path, config: TrainConfig, trainer_state: Any = None) -> None:
@@ -523,9 +551,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     if not config.train:
         raise ValueError("no training data given (train=...)")
-    train_records = load_dataset(config.train, task=config.task)
+    data_task = "caption" if config.task == "retrieval" else config.task  # image-text pairs
+    train_records = load_dataset(config.train, task=data_task)
     if config.val:
-        val_records = load_dataset(config.val, task=config.task)
+        val_records = load_dataset(config.val, task=data_task)
     else:
         train_records, val_records = split(
             train_records, val_fraction=config.val_fraction, seed=config.seed
