@@ -492,6 +492,7 @@ def test_retrieval_recall_small_matrix() -> None:
     assert r["t2i_R@2"] == pytest.approx(3 / 5)
     assert r["t2i_R@5"] == pytest.approx(1.0)
     assert r["i2t_median_rank"] == 2 and r["t2i_median_rank"] == 2
+    assert r["mean_recall"] == pytest.approx((1 / 3 + 2 / 3 + 1 + 2 / 5 + 3 / 5 + 1) / 6)
 
 
 def test_retrieval_ties_count_against_the_model() -> None:

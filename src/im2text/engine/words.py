@@ -49,8 +49,8 @@ def _part_ok(part: str) -> bool:
 
 
 def _camel_parts(token: str) -> list[str]:
-    """Split at lower->upper transitions: "CarWash" -> ["Car", "Wash"]."""
-    return re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token) if token.isascii() else [token]
+    """Split at lower->upper transitions: "CarWash" -> ["Car", "Wash"] (ASCII letters only)."""
+    return re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token)
 
 
 def split_glued(token: str) -> list[str]:

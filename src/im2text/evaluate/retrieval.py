@@ -36,8 +36,8 @@ def retrieval_recall(
 
     Returns:
         {"i2t_R@1": ..., "i2t_R@5": ..., "t2i_R@1": ..., ..., "i2t_median_rank": ...,
-        "t2i_median_rank": ..., "rsum": sum of all recalls}; recalls are fractions in [0, 1],
-        ranks are 1-based.
+        "t2i_median_rank": ..., "rsum": sum of all recalls, "mean_recall": their mean}; recalls
+        are fractions in [0, 1], ranks are 1-based.
 
     Raises:
         ValueError: shapes disagree, an index is out of range, or an image has no text.
@@ -77,6 +77,7 @@ def retrieval_recall(
     for k in ks:
         out[f"t2i_R@{k}"] = float((t2i_rank <= k).mean())
     out["rsum"] = float(sum(out.values()))
+    out["mean_recall"] = out["rsum"] / (2 * len(ks))
     out["i2t_median_rank"] = float(np.median(i2t_rank))
     out["t2i_median_rank"] = float(np.median(t2i_rank))
     return out

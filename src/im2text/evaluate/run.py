@@ -96,9 +96,7 @@ def _retrieval_result(model: Any, records: Sequence[CaptionExample], ids: list[s
     owner = [i for i, r in enumerate(records) for _ in r.captions]
     images = model.embed([r.image for r in records])
     sim = images @ model.embed(texts=texts).T
-    recall = retrieval_recall(sim, owner)
-    keys = [k for k in recall if "_R@" in k]
-    scores = {**recall, "mean_recall": sum(recall[k] for k in keys) / len(keys)}
+    scores = retrieval_recall(sim, owner)
     order = np.argsort(-sim, axis=1, kind="stable")
     owners = np.asarray(owner)
     preds, top1, rank = {}, {}, {}

@@ -33,7 +33,14 @@ def score(
 ) -> tuple[WordScores, dict[str, WordScores]]:
     """Read every sample with `options` (ReadOptions keywords); pooled and per-category scores."""
     readings = model.read([str(s.path) for s in items], **options)
-    texts = {i: r.text for i, r in enumerate(readings)}
+    return score_texts([r.text for r in readings], items)
+
+
+def score_texts(
+    readings: list[str], items: list[Sample]
+) -> tuple[WordScores, dict[str, WordScores]]:
+    """Pooled and per-category scores of `readings` (one text per sample, any OCR engine)."""
+    texts = dict(enumerate(readings))
     refs = {i: s.words for i, s in enumerate(items)}
     per = {}
     for cat in dict.fromkeys(s.category for s in items):
