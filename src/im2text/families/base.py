@@ -148,6 +148,15 @@ class Trainable(Protocol):
 
 
 @runtime_checkable
+class MultiObjective(Protocol):
+    """Trains ITC / ITM (beside LM) from parts it names: encoders, projections, ITM head."""
+
+    def objective_parts(self) -> Any:
+        """An `im2text.train.objectives.ObjectiveParts` over this model's modules."""
+        ...
+
+
+@runtime_checkable
 class LoraAdaptable(Protocol):
     """Names the modules LoRA adapters go on (only the language model's)."""
 
@@ -175,6 +184,8 @@ class Family:
     # any class ending so. A checkpoint whose head is not listed by any family of its model
     # type is refused (never loaded with a randomly initialised head). () = any head.
     architectures: ClassVar[tuple[str, ...]] = ()
+    # Training objectives it can learn (im2text.train.objectives): lm, itc, itm.
+    objectives: ClassVar[tuple[str, ...]] = ()
     model_class: ClassVar[str]  # transformers class that loads the weights
     vision_tower: ClassVar[str | None] = None  # attribute path of the image encoder (dedupe)
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
@@ -286,6 +297,7 @@ class GenerativeFamily(Family, ABC):
     """Families that generate text (`Generator`) and fine-tune with an LM loss (`Trainable`)."""
 
     tasks: ClassVar[tuple[str, ...]] = ("caption",)
+    objectives: ClassVar[tuple[str, ...]] = ("lm",)
     default_prompt: ClassVar[str | None] = None  # caption prompt when the user gives none
     # True: the model continues the prompt, so the caption is prompt + continuation (BLIP, GIT).
     # False: the prompt is an instruction/question and only the generated text is the answer.

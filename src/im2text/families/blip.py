@@ -163,6 +163,30 @@ def _text_forward(
     return ctx.transpose(1, 2).reshape(*hidden_states.shape[:-1], -1), None
 
 
+def _text_inputs(family: Any, texts: list[str]) -> dict[str, torch.Tensor]:
+    """[CLS] text [SEP], as `match` / `embed` encode it (keys the objectives read)."""
+    limit = family.model.config.text_config.max_position_embeddings
+    enc = family.tokenizer(
+        texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+    )
+    return {"text_input_ids": enc.input_ids, "text_attention_mask": enc.attention_mask}
+
+
+def _encode_text(
+    bert: Any, ids: torch.Tensor, mask: torch.Tensor, image: torch.Tensor | None
+) -> torch.Tensor:
+    """(B, T, H) bidirectional text states; attending to `image` (B, P, D) when given."""
+    if image is None:
+        return bert(input_ids=ids, attention_mask=mask)[0]
+    ones = torch.ones(image.shape[:-1], dtype=torch.long, device=image.device)
+    return bert(
+        input_ids=ids,
+        attention_mask=mask,
+        encoder_hidden_states=image,
+        encoder_attention_mask=ones,
+    )[0]
+
+
 class _BlipLoad(Family):
     """Shared loading for the BLIP heads: SDPA attention and the cross-attention mask fix."""
 
@@ -178,6 +202,7 @@ class Blip(_BlipLoad, GenerativeFamily):
     model_class = "BlipForConditionalGeneration"
     vision_tower = "vision_model"
     graph_parts = (GraphPart("vision_model"),)
+    objectives = ("lm", "itc", "itm")  # BLIP's pre-training mix (`--objectives itc,itm,lm`)
 
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]
@@ -204,12 +229,55 @@ class Blip(_BlipLoad, GenerativeFamily):
             if p:  # the prompt is given, not predicted (BLIP's own fine-tuning recipe)
                 n = len(self.tokenizer(p, add_special_tokens=False).input_ids)
                 labels[i, : n + 1] = -100
-        return {
+        out = {
             "pixel_values": enc["pixel_values"],
             "input_ids": ids,
             "attention_mask": enc["attention_mask"],
             "labels": labels,
         }
+        if set(getattr(self, "training_objectives", ())) & {"itc", "itm"}:
+            out.update(_text_inputs(self, targets))  # ITC / ITM see the caption alone
+        return out
+
+    def objective_parts(self) -> Any:
+        """ITC / ITM on a captioning checkpoint: its decoder's transformer doubles as the text
+        encoder (bidirectional; cross-attention only for ITM). BLIP pre-training shares every
+        weight but self-attention between the two; here self-attention is shared too, since a
+        captioning checkpoint has no encoder. The projections and the ITM head are new, trained
+        beside the LM loss and not part of the saved captioner."""
+        from torch import nn
+
+        from im2text.train.objectives import ObjectiveParts
+
+        net, cfg = self.model, self.model.config
+        dim = cfg.image_text_hidden_size
+        bert = net.text_decoder.bert
+        heads: dict[str, nn.Module] = {
+            "vision_proj": nn.Linear(cfg.vision_config.hidden_size, dim),
+            "text_proj": nn.Linear(cfg.text_config.hidden_size, dim),
+            "itm_head": nn.Linear(cfg.text_config.hidden_size, 2),
+        }
+        heads = {k: v.to(self.device) for k, v in heads.items()}
+
+        def lm(image: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            return net.text_decoder(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                encoder_hidden_states=image,
+                labels=inputs["labels"],
+                reduction="mean",
+            ).loss
+
+        return ObjectiveParts(
+            image=lambda pv: net.vision_model(pixel_values=pv)[0],
+            text=lambda ids, mask, image: _encode_text(bert, ids, mask, image),
+            vision_proj=heads["vision_proj"],
+            text_proj=heads["text_proj"],
+            itm_head=heads["itm_head"],
+            temperature=math.exp(-cfg.logit_scale_init_value),
+            lm=lm,
+            heads=heads,
+        )
 
 
 class BlipVqa(_BlipLoad, GenerativeFamily):
@@ -308,6 +376,32 @@ class BlipItm(_BlipLoad, DualEncoder):
     model_class = "BlipForImageTextRetrieval"
     vision_tower = "vision_model"
     graph_parts = (GraphPart("vision_model"),)
+    objectives = ("itc", "itm")  # `--task retrieval`: ITC + ITM with hard negatives
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        return {**self.prepare_images(images), **_text_inputs(self, targets)}
+
+    def prepare_for_training(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
+    def objective_parts(self) -> Any:
+        """The checkpoint's own encoders, projections and ITM head; the ITC temperature is the
+        config's (transformers checkpoints do not store BLIP's learned one), which is also the
+        one `match` scores with."""
+        from im2text.train.objectives import ObjectiveParts
+
+        net = self.model
+        return ObjectiveParts(
+            image=lambda pv: net.vision_model(pixel_values=pv)[0],
+            text=lambda ids, mask, image: _encode_text(net.text_encoder, ids, mask, image),
+            vision_proj=net.vision_proj,
+            text_proj=net.text_proj,
+            itm_head=net.itm_head,
+            temperature=1 / self.logit_scale,
+        )
 
     def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return dict(self.processor(images=images, return_tensors="pt"))

@@ -25,7 +25,7 @@ class Clip(DualEncoder):
     model_class = "CLIPModel"
     vision_tower = "vision_model"
     graph_parts = (GraphPart("vision_model"),)  # the text tower stays in torch
-    contrastive = True  # trains with --task retrieval (its loss is contrastive, not LM)
+    objectives = ("itc",)  # --task retrieval: CLIPModel's own contrastive loss
 
     def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.processor(images=images, return_tensors="pt").pixel_values}

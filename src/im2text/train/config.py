@@ -16,7 +16,10 @@ class TrainConfig:
     output: str  # run folder: best/, last/, metrics.jsonl, metrics.csv, curves.png
     train: str | None = None  # training data (folder + metadata.jsonl, CSV, COCO/VQAv2 JSON, ...)
     val: str | None = None  # validation data; None = split `val_fraction` off `train`
-    task: str = "caption"  # caption | vqa | retrieval (contrastive, CLIP; caption data)
+    task: str = "caption"  # caption | vqa | retrieval (dual encoders: CLIP, BLIP ITM; caption data)
+    # Losses summed each step, from lm, itc, itm. Default: lm (caption, vqa); every contrastive /
+    # matching objective the model has (retrieval). BLIP captioners take itc,itm,lm.
+    objectives: list[str] | None = None
     epochs: float | None = None  # passes over the data (fractions allowed)
     max_steps: int | None = None  # optimizer steps (wins over epochs when both are given)
     max_minutes: float | None = None  # wall-clock budget; the LR schedule follows elapsed time
@@ -50,6 +53,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in ("caption", "vqa", "retrieval"):
             raise ValueError(f"task must be caption, vqa or retrieval, not {self.task!r}")
+        if isinstance(self.objectives, str):  # "itc,itm,lm" from YAML or the CLI
+            self.objectives = [o for o in self.objectives.split(",") if o.strip()]
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             self.epochs = 1.0
         if self.batch_size < 1 or self.grad_accum < 1:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from im2text.train.config import TrainConfig
+from im2text.train.objectives import check_objectives, default_objectives, trainee
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,7 @@ def fit(
     _claim_run_folder(out, config)
     family = model.family
     _require_trainable(family)
-    if (config.task == "retrieval") != getattr(family, "contrastive", False):
-        raise ValueError(
-            f"{family.key} models train with --task retrieval only"
-            if config.task != "retrieval"
-            else f"--task retrieval trains CLIP-style dual encoders, not {family.key} models"
-        )
+    objectives = _objectives(family, config)
     net = family.model
     device = family.device
     _set_seed(config.seed)
@@ -127,6 +123,9 @@ def fit(
             p.requires_grad_(False)
     if config.lora:
         net = _add_lora(family, config)
+    # The module trained: the model, plus heads when ITC / ITM join (its forward sums the losses).
+    family.training_objectives = objectives
+    net = trainee(family, net, objectives)
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
@@ -173,13 +172,17 @@ def fit(
     while progress() < 1.0:
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
+        parts: dict[str, float] = {}  # each objective's loss, when there are several
         for _ in range(config.grad_accum):
             inputs, (state["epoch"], state["position"]) = batches.next()
             inputs = {k: family._to_device(v) for k, v in inputs.items()}
             with accelerator.autocast():
-                loss = train_net(**inputs).loss / config.grad_accum
+                output = train_net(**inputs)
+                loss = output.loss / config.grad_accum
             accelerator.backward(loss)  # scales the loss for fp16
             loss_sum += float(loss.detach())
+            for k, v in getattr(output, "losses", {}).items():
+                parts[k] = parts.get(k, 0.0) + float(v) / config.grad_accum
         if not math.isfinite(loss_sum):
             non_finite += 1
             opt.zero_grad(set_to_none=True)
@@ -196,7 +199,7 @@ def fit(
         accelerator.clip_grad_norm_(params, config.max_grad_norm)  # unscales first under fp16
         opt.step()  # skipped by the fp16 scaler when gradients overflowed
         state["step"] += 1
-        log.train(state["step"], loss_sum, opt.param_groups[0]["lr"])
+        log.train(state["step"], loss_sum, opt.param_groups[0]["lr"], parts)
         if on_step:
             on_step(state["step"], loss_sum)
         done = progress() >= 1.0
@@ -307,6 +310,23 @@ def _claim_run_folder(out: Path, config: TrainConfig) -> None:
     from im2text.jobs.records import atomic_write
 
     atomic_write(run_file, json.dumps(mine) + "\n")
+
+
+def _objectives(family: Any, config: TrainConfig) -> tuple[str, ...]:
+    """The run's objectives (--objectives, else the task's default), checked against the
+    family: retrieval needs a dual encoder, captions and VQA a generative model."""
+    from im2text.families import Embedder
+
+    dual = isinstance(family, Embedder)
+    if config.task == "retrieval" and not dual:
+        raise ValueError(
+            f"--task retrieval trains dual encoders (CLIP, BLIP ITM), not {family.key} models; "
+            "a captioner learns ITC/ITM beside LM with --task caption --objectives itc,itm,lm"
+        )
+    if config.task != "retrieval" and dual:
+        raise ValueError(f"{family.key} models train with --task retrieval only")
+    chosen = config.objectives or default_objectives(family, config.task)
+    return check_objectives(family, config.task, chosen)
 
 
 def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> TrainConfig:
@@ -499,10 +519,15 @@ class _Log:
                 if k not in ("step", "kind") and isinstance(v, (int, float)):
                     f.write(f"{row['step']},{row['kind']},{k},{v}\n")
 
-    def train(self, step: int, loss: float, lr: float) -> None:
-        self._write({"step": step, "kind": "train", "loss": loss, "lr": lr})
+    def train(
+        self, step: int, loss: float, lr: float, parts: dict[str, float] | None = None
+    ) -> None:
+        named = {f"loss_{k}": v for k, v in (parts or {}).items()}
+        self._write({"step": step, "kind": "train", "loss": loss, "lr": lr, **named})
         if self.tb:
             self.tb.add_scalar("train/loss", loss, step)
+            for k, v in named.items():
+                self.tb.add_scalar(f"train/{k}", v, step)
 
     def eval(self, step: int, metrics: dict[str, Any]) -> None:
         self._write({"step": step, "kind": "eval", **metrics})
