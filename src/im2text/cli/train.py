@@ -56,9 +56,17 @@ def add_parsers(sub: Any) -> None:
     add_generation_args(p)
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("compose", help="vision encoder + causal LM -> a trainable captioner")
-    p.add_argument("--encoder", required=True, help="e.g. google/vit-base-patch16-224-in21k")
-    p.add_argument("--decoder", required=True, help="e.g. gpt2")
+    p = sub.add_parser("compose", help="vision encoder + LM -> a trainable captioner / BLIP-2")
+    p.add_argument("--encoder", help="e.g. google/vit-base-patch16-224-in21k")
+    p.add_argument("--decoder", help="e.g. gpt2")
+    p.add_argument("--blip2", action="store_true", help="build BLIP-2: --vision + Q-Former + --llm")
+    p.add_argument("--vision", help="BLIP-2: a BLIP / BLIP-2 / InstructBLIP checkpoint's ViT")
+    p.add_argument("--llm", help="BLIP-2: any causal or encoder-decoder LM (frozen in training)")
+    p.add_argument("--num-query-tokens", type=int, default=32)
+    p.add_argument("--qformer", help="BLIP-2: BERT-style encoder to initialise the Q-Former")
+    p.add_argument("--qformer-layers", type=int, default=12, help="without --qformer")
+    p.add_argument("--qformer-hidden", type=int, default=768, help="without --qformer")
+    p.add_argument("--qformer-heads", type=int, default=12, help="without --qformer")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_compose)
 
@@ -112,8 +120,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
-    from im2text.train.compose import compose
+    from im2text.train.compose import compose, compose_blip2
 
+    if args.blip2:
+        if not args.vision or not args.llm:
+            raise ValueError("compose --blip2 needs --vision and --llm")
+        print(
+            compose_blip2(
+                args.vision,
+                args.llm,
+                args.out,
+                num_query_tokens=args.num_query_tokens,
+                qformer=args.qformer,
+                qformer_hidden=args.qformer_hidden,
+                qformer_layers=args.qformer_layers,
+                qformer_heads=args.qformer_heads,
+            )
+        )
+        return EXIT_OK
+    if not args.encoder or not args.decoder:
+        raise ValueError("compose needs --encoder and --decoder (or --blip2 --vision --llm)")
     print(compose(args.encoder, args.decoder, args.out))
     return EXIT_OK
 

@@ -42,3 +42,169 @@ def compose(encoder: str, decoder: str, out: str | Path) -> Path:
     tokenizer.save_pretrained(out)
     image_processor.save_pretrained(out)
     return out
+
+
+def compose_blip2(
+    vision: str,
+    llm: str,
+    out: str | Path,
+    *,
+    num_query_tokens: int = 32,
+    qformer: str | None = None,
+    qformer_hidden: int = 768,
+    qformer_layers: int = 12,
+    qformer_heads: int = 12,
+    cross_attention_frequency: int = 2,
+) -> Path:
+    """Build a `Blip2ForConditionalGeneration` checkpoint in `out` around any LLM.
+
+    vision: a BLIP, BLIP-2 or InstructBLIP checkpoint (or a BLIP vision model): its image
+        encoder and image processor are taken unchanged.
+    llm: any causal or encoder-decoder LM transformers loads; its weights and tokenizer are
+        taken unchanged, plus an `<image>` token for the query placeholders.
+    qformer: a BERT-style encoder to initialise the Q-Former from, as the paper does (self-
+        attention and both feed-forward branches from BERT; cross-attention new); without it a
+        fresh Q-Former of `qformer_hidden` x `qformer_layers` is built.
+
+    The queries start at N(0, 0.02) (the paper), not at transformers' zeros: identical queries
+    receive identical gradients and would never tell apart what they attend to.
+    """
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+    )
+
+    vision_cfg, vision_state = _vision_tower(vision)
+    lm_config = AutoConfig.from_pretrained(llm)
+    seq2seq = bool(getattr(lm_config, "is_encoder_decoder", False))
+    loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    lm = loader.from_pretrained(llm)
+    tokenizer = AutoTokenizer.from_pretrained(llm)
+    if "<image>" not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+        lm.resize_token_embeddings(len(tokenizer))
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+
+    bert = None
+    if qformer is not None:
+        from transformers import AutoModel
+
+        bert = AutoModel.from_pretrained(qformer)
+        b = bert.config
+        qformer_hidden, qformer_layers = b.hidden_size, b.num_hidden_layers
+        qformer_heads = b.num_attention_heads
+    q_config = Blip2QFormerConfig(
+        hidden_size=qformer_hidden,
+        num_hidden_layers=qformer_layers,
+        num_attention_heads=qformer_heads,
+        intermediate_size=bert.config.intermediate_size if bert else 4 * qformer_hidden,
+        encoder_hidden_size=vision_cfg["hidden_size"],
+        cross_attention_frequency=cross_attention_frequency,
+        use_qformer_text_input=True,  # the text branch stage 1 trains (ITC / ITM / ITG)
+        **({"vocab_size": bert.config.vocab_size} if bert else {}),
+    )
+    config = Blip2Config(
+        vision_config=Blip2VisionConfig(**vision_cfg).to_dict(),
+        qformer_config=q_config.to_dict(),
+        text_config=lm.config.to_dict(),
+        num_query_tokens=num_query_tokens,
+        image_token_index=image_token,
+    )
+    model = Blip2ForConditionalGeneration(config)
+    model.vision_model.load_state_dict(vision_state)
+    model.language_model.load_state_dict(lm.state_dict())
+    with torch.no_grad():
+        model.query_tokens.normal_(0.0, q_config.initializer_range)
+    if bert is not None:
+        result = model.qformer.load_state_dict(_qformer_from_bert(bert.state_dict()), strict=False)
+        if result.unexpected_keys:
+            raise ValueError(
+                f"--qformer {qformer!r}: not a BERT layout ({result.unexpected_keys[:3]})"
+            )
+    for cfg in (model.config.text_config, model.generation_config):
+        cfg.pad_token_id = tokenizer.pad_token_id
+    out = Path(out)
+    model.eval().save_pretrained(out)
+    processor = Blip2Processor(
+        image_processor=AutoImageProcessor.from_pretrained(vision),
+        tokenizer=tokenizer,
+        num_query_tokens=num_query_tokens,
+    )
+    processor.save_pretrained(out)
+    return out
+
+
+_VISION_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "image_size", "patch_size", "hidden_act", "layer_norm_eps")  # fmt: skip
+
+
+def _vision_tower(source: str) -> tuple[dict, dict]:
+    """(BLIP-2 vision config fields, `vision_model` state dict) of a BLIP-family checkpoint.
+    BLIP and BLIP-2 image encoders share one layout (fused qkv, same names), so the weights
+    move unchanged."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(source)
+    if config.model_type not in ("blip", "blip-2", "instructblip", "blip_vision_model",
+                                 "blip_2_vision_model", "instructblip_vision_model"):  # fmt: skip
+        raise ValueError(
+            f"--vision {source!r} is a {config.model_type} checkpoint; BLIP-2's image encoder "
+            "comes from a BLIP, BLIP-2 or InstructBLIP checkpoint (the same ViT layout)"
+        )
+    vcfg = getattr(config, "vision_config", config)
+    fields = {k: getattr(vcfg, k) for k in _VISION_KEYS if hasattr(vcfg, k)}
+    if config.model_type in ("blip", "blip-2", "instructblip"):
+        # The whole model would load an LLM too for BLIP-2: read only the vision weights.
+        state = _prefixed_weights(source, "vision_model.")
+    else:
+        state = AutoModel.from_pretrained(source).state_dict()
+    return fields, state
+
+
+def _prefixed_weights(source: str, prefix: str) -> dict:
+    """The tensors under `prefix` in a checkpoint's safetensors files (local or Hub)."""
+    from huggingface_hub import snapshot_download
+    from safetensors import safe_open
+
+    folder = Path(source)
+    if not folder.is_dir():
+        folder = Path(snapshot_download(source, allow_patterns=["*.safetensors", "*.json"]))
+    state = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                if key.startswith(prefix):
+                    state[key[len(prefix) :]] = f.get_tensor(key)
+    if not state:
+        raise ValueError(f"{source}: no {prefix}* weights in its safetensors files")
+    return state
+
+
+def _qformer_from_bert(bert: dict) -> dict:
+    """BERT encoder weights under Q-Former names: self-attention and the feed-forward for both
+    the query and the text branch (the paper initialises both from BERT); cross-attention and
+    the text embeddings are not in a Q-Former and stay new."""
+    out = {}
+    for key, value in bert.items():
+        key = key.removeprefix("bert.")
+        if key.startswith("embeddings.LayerNorm."):
+            out["layernorm." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("encoder.layer."):
+            key = key.replace(".attention.self.", ".attention.attention.")
+            out[key] = value
+            for branch in ("intermediate", "output"):
+                if f".{branch}." in key and ".attention." not in key:
+                    out[key.replace(f".{branch}.", f".{branch}_query.")] = value
+    return out
