@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def compose(encoder: str, decoder: str, out: str | Path) -> Path:
@@ -93,9 +94,10 @@ def compose_blip2(
         tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+    embeddings: Any = lm.get_input_embeddings()
+    if len(tokenizer) > embeddings.num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
-    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    image_token = int(tokenizer.convert_tokens_to_ids("<image>"))  # type: ignore[arg-type]
 
     bert = None
     if qformer is not None:
@@ -133,7 +135,8 @@ def compose_blip2(
             raise ValueError(
                 f"--qformer {qformer!r}: not a BERT layout ({result.unexpected_keys[:3]})"
             )
-    for cfg in (model.config.text_config, model.generation_config):
+    configs: tuple[Any, ...] = (model.config.text_config, model.generation_config)
+    for cfg in configs:
         cfg.pad_token_id = tokenizer.pad_token_id
     out = Path(out)
     model.eval().save_pretrained(out)
