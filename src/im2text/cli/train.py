@@ -125,18 +125,9 @@ def _cmd_compose(args: argparse.Namespace) -> int:
     if args.blip2:
         if not args.vision or not args.llm:
             raise ValueError("compose --blip2 needs --vision and --llm")
-        print(
-            compose_blip2(
-                args.vision,
-                args.llm,
-                args.out,
-                num_query_tokens=args.num_query_tokens,
-                qformer=args.qformer,
-                qformer_hidden=args.qformer_hidden,
-                qformer_layers=args.qformer_layers,
-                qformer_heads=args.qformer_heads,
-            )
-        )
+        names = ("num_query_tokens", "qformer", "qformer_hidden", "qformer_layers", "qformer_heads")
+        options = {name: getattr(args, name) for name in names}  # the flags, one to one
+        print(compose_blip2(args.vision, args.llm, args.out, **options))
         return EXIT_OK
     if not args.encoder or not args.decoder:
         raise ValueError("compose needs --encoder and --decoder (or --blip2 --vision --llm)")
