@@ -186,6 +186,8 @@ class Family:
     architectures: ClassVar[tuple[str, ...]] = ()
     # Training objectives it can learn (im2text.train.objectives): lm, itc, itm.
     objectives: ClassVar[tuple[str, ...]] = ()
+    # The ones the current training run uses (set by the trainer; shapes `training_inputs`).
+    training_objectives: tuple[str, ...] = ()
     model_class: ClassVar[str]  # transformers class that loads the weights
     vision_tower: ClassVar[str | None] = None  # attribute path of the image encoder (dedupe)
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)

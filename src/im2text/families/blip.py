@@ -235,7 +235,7 @@ class Blip(_BlipLoad, GenerativeFamily):
             "attention_mask": enc["attention_mask"],
             "labels": labels,
         }
-        if set(getattr(self, "training_objectives", ())) & {"itc", "itm"}:
+        if {"itc", "itm"} & set(self.training_objectives):
             out.update(_text_inputs(self, targets))  # ITC / ITM see the caption alone
         return out
 
