@@ -419,12 +419,11 @@ class BlipItm(_BlipLoad, DualEncoder):
 
     @torch.inference_mode()
     def _embed_text_batch(self, texts: list[str]) -> torch.Tensor:
-        limit = self.model.config.text_config.max_position_embeddings
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
-        ).to(self.device)
-        out = self.model.text_encoder(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
-        cls = out[0][:, 0]
+        enc = {k: self._to_device(v) for k, v in _text_inputs(self, texts).items()}
+        hidden = _encode_text(
+            self.model.text_encoder, enc["text_input_ids"], enc["text_attention_mask"], None
+        )
+        cls = hidden[:, 0]
         return torch.nn.functional.normalize(self.model.text_proj(cls).float(), dim=-1).cpu()
 
     @torch.inference_mode()
@@ -432,26 +431,15 @@ class BlipItm(_BlipLoad, DualEncoder):
         """ITM head: probability (B, T) that each text matches each image."""
         pv = self._to_device(inputs["pixel_values"])
         image_embeds = self.model.vision_model(pixel_values=pv)[0]  # (B, P, D), once per image
-        limit = self.model.config.text_config.max_position_embeddings
         out = torch.empty(pv.shape[0], len(texts))
         step = self.text_batch_size  # texts per forward pass: many texts stay in bounded memory
         for start in range(0, len(texts), step):
-            enc = self.tokenizer(
-                texts[start : start + step],
-                padding=True,
-                truncation=True,
-                max_length=limit,
-                return_tensors="pt",
-            ).to(self.device)
-            n = enc.input_ids.shape[0]
-            ones = torch.ones(n, image_embeds.shape[1], dtype=torch.long, device=pv.device)
+            enc = _text_inputs(self, texts[start : start + step])
+            ids, mask = (self._to_device(enc[k]) for k in ("text_input_ids", "text_attention_mask"))
+            n = ids.shape[0]
             for b in range(pv.shape[0]):
-                hidden = self.model.text_encoder(
-                    input_ids=enc.input_ids,
-                    attention_mask=enc.attention_mask,
-                    encoder_hidden_states=image_embeds[b : b + 1].expand(n, -1, -1),
-                    encoder_attention_mask=ones,
-                )[0]
+                image = image_embeds[b : b + 1].expand(n, -1, -1)
+                hidden = _encode_text(self.model.text_encoder, ids, mask, image)
                 logits = self.model.itm_head(hidden[:, 0]).float()  # (n, 2): [no match, match]
                 out[b, start : start + n] = logits.softmax(-1)[:, 1].cpu()
         return out
