@@ -30,11 +30,17 @@ def _lm(kind: str, out: Path) -> Path:
 
 
 def _bert(out: Path) -> Path:
+    """A tiny BERT folder with its tokenizer, as bert-base-uncased comes."""
     from transformers import BertConfig, BertModel
 
+    from im2text.testing.checkpoints import _bert_tokenizer
+
+    tok = _bert_tokenizer()
     torch.manual_seed(1)
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, vocab_size=100)).save_pretrained(out)  # fmt: skip
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, vocab_size=len(tok))  # fmt: skip
+    BertModel(config).save_pretrained(out)
+    tok.save_pretrained(out)
     return out
 
 

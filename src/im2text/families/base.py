@@ -184,8 +184,10 @@ class Family:
     # any class ending so. A checkpoint whose head is not listed by any family of its model
     # type is refused (never loaded with a randomly initialised head). () = any head.
     architectures: ClassVar[tuple[str, ...]] = ()
-    # Training objectives it can learn (im2text.train.objectives): lm, itc, itm.
+    # Training objectives it can learn (im2text.train.objectives): lm, itc, itm, itg.
     objectives: ClassVar[tuple[str, ...]] = ()
+    # A staged recipe (BLIP-2): stage -> the objectives it trains; the last is the default.
+    stages: ClassVar[dict[int, tuple[str, ...]]] = {}
     # The ones the current training run uses (set by the trainer; shapes `training_inputs`).
     training_objectives: tuple[str, ...] = ()
     model_class: ClassVar[str]  # transformers class that loads the weights

@@ -187,6 +187,33 @@ def _encode_text(
     )[0]
 
 
+def _blip_parts(
+    vision: Any,
+    bert: Any,
+    vision_proj: Any,
+    text_proj: Any,
+    itm_head: Any,
+    temperature: float,
+    **extra: Any,
+) -> Any:
+    """ITC on the projected [CLS] of each side; ITM on the image-grounded text's [CLS]."""
+    import torch.nn.functional as F
+
+    from im2text.train.objectives import ObjectiveParts
+
+    def text_features(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(text_proj(_encode_text(bert, ids, mask, None)[:, 0]), dim=-1)
+
+    return ObjectiveParts(
+        image=lambda pv: vision(pixel_values=pv)[0],
+        image_features=lambda image: F.normalize(vision_proj(image[:, 0]), dim=-1),
+        text_features=text_features,
+        match_logits=lambda ids, mask, image: itm_head(_encode_text(bert, ids, mask, image)[:, 0]),
+        temperature=temperature,
+        **extra,
+    )
+
+
 class _BlipLoad(Family):
     """Shared loading for the BLIP heads: SDPA attention and the cross-attention mask fix."""
 
@@ -247,8 +274,6 @@ class Blip(_BlipLoad, GenerativeFamily):
         beside the LM loss and not part of the saved captioner."""
         from torch import nn
 
-        from im2text.train.objectives import ObjectiveParts
-
         net, cfg = self.model, self.model.config
         dim = cfg.image_text_hidden_size
         bert = net.text_decoder.bert
@@ -268,16 +293,9 @@ class Blip(_BlipLoad, GenerativeFamily):
                 reduction="mean",
             ).loss
 
-        return ObjectiveParts(
-            image=lambda pv: net.vision_model(pixel_values=pv)[0],
-            text=lambda ids, mask, image: _encode_text(bert, ids, mask, image),
-            vision_proj=heads["vision_proj"],
-            text_proj=heads["text_proj"],
-            itm_head=heads["itm_head"],
-            temperature=math.exp(-cfg.logit_scale_init_value),
-            lm=lm,
-            heads=heads,
-        )
+        return _blip_parts(net.vision_model, bert, heads["vision_proj"], heads["text_proj"],
+                           heads["itm_head"], math.exp(-cfg.logit_scale_init_value), lm=lm,
+                           heads=heads)  # fmt: skip
 
 
 class BlipVqa(_BlipLoad, GenerativeFamily):
@@ -391,17 +409,9 @@ class BlipItm(_BlipLoad, DualEncoder):
         """The checkpoint's own encoders, projections and ITM head; the ITC temperature is the
         config's (transformers checkpoints do not store BLIP's learned one), which is also the
         one `match` scores with."""
-        from im2text.train.objectives import ObjectiveParts
-
         net = self.model
-        return ObjectiveParts(
-            image=lambda pv: net.vision_model(pixel_values=pv)[0],
-            text=lambda ids, mask, image: _encode_text(net.text_encoder, ids, mask, image),
-            vision_proj=net.vision_proj,
-            text_proj=net.text_proj,
-            itm_head=net.itm_head,
-            temperature=1 / self.logit_scale,
-        )
+        return _blip_parts(net.vision_model, net.text_encoder, net.vision_proj, net.text_proj,
+                           net.itm_head, 1 / self.logit_scale)  # fmt: skip
 
     def prepare_images(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return dict(self.processor(images=images, return_tensors="pt"))

@@ -8,15 +8,75 @@ the generated part is the tail, which the shared scorer takes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from im2text.engine.graphs import GraphPart
 from im2text.families.base import GenerativeFamily
 
 if TYPE_CHECKING:
     from PIL import Image
+
+# Beside the checkpoint (written by `im2text compose --blip2` and by stage-1 training): the
+# Q-Former's own text tokenizer, and the stage-1 modules a Blip2ForConditionalGeneration has no
+# place for, under the names transformers' Blip2ForImageTextRetrieval gives them (+ the ITG head).
+QFORMER_TOKENIZER = "qformer_tokenizer"
+QFORMER_HEADS = "qformer_heads.safetensors"
+ITC_TEMPERATURE = 0.07  # BLIP-2's initial ITC temperature
+
+
+class QFormerHeads(nn.Module):
+    """What stage 1 trains beside the Q-Former: its text embeddings, the ITC projections, the
+    ITM head and the ITG head (BERT's LM head: transform, then the word embeddings tied as the
+    output matrix, so the file holds no second copy of them)."""
+
+    def __init__(self, qformer_config: Any, embed_dim: int = 256):
+        from transformers.models.blip_2.modeling_blip_2 import Blip2TextEmbeddings
+
+        super().__init__()
+        h = qformer_config.hidden_size
+        self.embeddings = Blip2TextEmbeddings(qformer_config)
+        self.vision_projection = nn.Linear(h, embed_dim)
+        self.text_projection = nn.Linear(h, embed_dim)
+        self.itm_head = nn.Linear(h, 2)
+        self.itg_transform = nn.Sequential(
+            nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h, eps=qformer_config.layer_norm_eps)
+        )
+        self.itg_bias = nn.Parameter(torch.zeros(qformer_config.vocab_size))
+        for m in self.modules():  # BERT's initialisation
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, qformer_config.initializer_range)
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def itg_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) text states -> (B, T, V) next-token logits."""
+        return F.linear(self.itg_transform(states), self.embeddings.word_embeddings.weight,
+                        self.itg_bias)  # fmt: skip
+
+
+def qformer_mask(kind: str, num_queries: int, text_mask: torch.Tensor) -> torch.Tensor:
+    """Self-attention mask over [queries; text] for the joint Q-Former passes, as BLIP-2 sec.
+    3.2 has them: "itm" bi-directional (all see all); "itg" multimodal causal (queries see only
+    queries, each text token every query and the text before it). Padding is never attended.
+    Returns (B, 1, Q+T, Q+T), 0 where attended and the dtype's minimum elsewhere."""
+    b, t = text_mask.shape
+    q = num_queries
+    keys = torch.cat([text_mask.new_ones(b, q), text_mask], 1).bool()  # (B, Q+T)
+    seen = torch.ones(q + t, q + t, dtype=torch.bool, device=text_mask.device)
+    if kind == "itg":
+        seen[:q, q:] = False
+        seen[q:, q:] = torch.tril(seen[q:, q:])
+    elif kind != "itm":
+        raise ValueError(f"unknown Q-Former mask {kind!r} (itm | itg)")
+    allowed = seen[None] & keys[:, None, :]  # (B, Q+T, Q+T)
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=text_mask.device).masked_fill(
+        ~allowed, torch.finfo(torch.float32).min
+    )[:, None]
 
 
 def _qformer_example(model: Any) -> dict[str, torch.Tensor]:
@@ -38,6 +98,17 @@ class Blip2(GenerativeFamily):
     model_class = "Blip2ForConditionalGeneration"
     tasks = ("caption", "ask")
     prompt_is_prefix = False  # prompts are instructions to the LLM ("Question: ... Answer:")
+    # BLIP-2's two stages: 1 = the Q-Former against the frozen image encoder (ITC, ITM, ITG),
+    # 2 = the Q-Former's queries as soft prompts of the frozen LLM (LM; the default).
+    objectives: ClassVar[tuple[str, ...]] = ("lm", "itc", "itm", "itg")
+    stages: ClassVar[dict[int, tuple[str, ...]]] = {1: ("itc", "itm", "itg"), 2: ("lm",)}
+
+    @classmethod
+    def from_pretrained(cls, source: str, **kwargs: Any) -> Any:
+        family: Any = super().from_pretrained(source, **kwargs)
+        family.source = source
+        family.hub = {k: v for k, v in kwargs.items() if k not in ("device", "dtype")}
+        return family
 
     @classmethod
     def load_processor(cls, source: str, **hub: Any) -> Any:
@@ -67,16 +138,163 @@ class Blip2(GenerativeFamily):
         # (T5) pad on the right, so the image tokens stay next to the text (relative positions).
         decoder_only = not self.model.config.text_config.is_encoder_decoder
         self.tokenizer.padding_side = "left" if decoder_only else "right"
+        self.source = ""  # where it was loaded from: the stage-1 files sit beside the weights
+        self.hub: dict[str, Any] = {}  # revision / local_files_only, for those files too
+        self._qformer_tokenizer: Any = None
+        self.qformer_heads: QFormerHeads | None = None  # built by stage 1 (or loaded for it)
 
     def question_prompt(self, question: str) -> str:
         return f"Question: {question} Answer:"
 
     def prepare_for_training(self) -> None:
-        """BLIP-2's recipe: the image encoder and the LLM stay frozen; the Q-Former, its query
-        tokens and the projection into the LLM learn (with --lora, only the LLM's adapters)."""
+        """BLIP-2's recipe: the image encoder and the LLM stay frozen; the Q-Former and its
+        query tokens learn, and in stage 2 the projection into the LLM too (with --lora, only
+        the LLM's adapters). Stage 1 never runs the LLM side, so it stays as it is."""
+        stage1 = self._stage1
         for name, p in self.model.named_parameters():
             frozen = name.startswith(("vision_model.", "language_model."))
-            p.requires_grad_(not frozen)
+            p.requires_grad_(not frozen and not (stage1 and name.startswith("language_")))
+
+    # --- stage 1: the Q-Former's text branch ----------------------------------------------------
+
+    @property
+    def _stage1(self) -> bool:
+        """The current training run is stage 1 (its objectives are the Q-Former's own)."""
+        return bool(self.training_objectives) and "lm" not in self.training_objectives
+
+    @property
+    def qformer_tokenizer(self) -> Any:
+        """The Q-Former's text tokenizer (BERT's, as compose writes it), from `qformer_tokenizer/`
+        beside the weights; refused clearly where a checkpoint has none (Hub BLIP-2 models)."""
+        if self._qformer_tokenizer is None:
+            from transformers import AutoTokenizer
+
+            try:
+                self._qformer_tokenizer = AutoTokenizer.from_pretrained(
+                    self.source, subfolder=QFORMER_TOKENIZER, **self.hub
+                )
+            except (OSError, ValueError) as e:
+                raise ValueError(
+                    f"stage 1 needs the Q-Former's text tokenizer in {QFORMER_TOKENIZER}/ beside "
+                    f"the weights, which {self.source or 'this model'} lacks; build the model "
+                    "with `im2text compose --blip2` (it writes one)"
+                ) from e
+        return self._qformer_tokenizer
+
+    def _heads(self) -> QFormerHeads:
+        """Stage-1 heads: the saved ones beside the weights, else new (BERT initialisation)."""
+        if self.qformer_heads is None:
+            from transformers.utils import cached_file
+
+            heads = QFormerHeads(self.model.config.qformer_config,
+                                 self.model.config.image_text_hidden_size)  # fmt: skip
+            path = cached_file(self.source, QFORMER_HEADS, **self.hub,
+                               _raise_exceptions_for_missing_entries=False)  # fmt: skip
+            if path:
+                from safetensors.torch import load_file
+
+                heads.load_state_dict(load_file(path))
+            self.qformer_heads = heads.to(self.device)
+        return self.qformer_heads
+
+    def qformer_text(self, texts: list[str], first: str = "cls") -> tuple[torch.Tensor, ...]:
+        """(ids, mask) of `[CLS] text [SEP]` for the Q-Former (`[DEC] text [SEP]` with
+        first="bos", as ITG reads it), cut to its positions."""
+        tok = self.qformer_tokenizer
+        start = tok.cls_token_id if first == "cls" else tok.bos_token_id
+        room = self.model.config.qformer_config.max_position_embeddings - 2
+        rows = [[start, *tok(t, add_special_tokens=False).input_ids[:room], tok.sep_token_id]
+                for t in texts]  # fmt: skip
+        ids = torch.full((len(rows), max(map(len, rows))), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        return ids, mask
+
+    def objective_parts(self) -> Any:
+        """Stage 1 (BLIP-2 sec. 3.2) on this model's Q-Former and query tokens against its
+        frozen image encoder: ITC between the query outputs (each query's projection; the best
+        one scores) and the text's [CLS], the two encoded apart as in transformers'
+        Blip2ForImageTextRetrieval; ITM from queries that also see the text (bi-directional
+        mask), the query outputs' logits averaged; ITG, the text generated from the queries
+        through the multimodal causal mask."""
+        from im2text.train.objectives import ObjectiveParts
+
+        net, heads = self.model, self._heads()
+        q = net.config.num_query_tokens
+
+        def image(pv: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():  # frozen: no graph through the ViT
+                return net.vision_model(pixel_values=pv)[0]
+
+        def qformer(image: torch.Tensor, embeds: torch.Tensor, mask: Any = None) -> Any:
+            ones = torch.ones(image.shape[:-1], dtype=torch.long, device=image.device)
+            out = net.qformer(query_embeds=embeds, query_length=q, attention_mask=mask,
+                              encoder_hidden_states=image, encoder_attention_mask=ones)  # fmt: skip
+            return out[0]
+
+        def queries(n: int) -> torch.Tensor:
+            return net.query_tokens.expand(n, -1, -1)
+
+        def image_features(image: torch.Tensor) -> torch.Tensor:  # (B, Q, E)
+            return F.normalize(heads.vision_projection(qformer(image, queries(len(image)))), dim=-1)
+
+        def text_features(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, E)
+            states = net.qformer(query_embeds=heads.embeddings(input_ids=ids), query_length=0,
+                                 attention_mask=mask)[0]  # fmt: skip
+            return F.normalize(heads.text_projection(states[:, 0]), dim=-1)
+
+        def match_logits(ids: torch.Tensor, mask: torch.Tensor, image: torch.Tensor) -> Any:
+            embeds = heads.embeddings(input_ids=ids, query_embeds=queries(len(ids)))
+            states = qformer(image, embeds, qformer_mask("itm", q, mask))
+            return heads.itm_head(states[:, :q]).mean(1)  # (N, 2)
+
+        dec = self.qformer_tokenizer.bos_token_id
+
+        def itg(image: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            ids = ids.clone()
+            ids[:, 0] = dec  # generation starts from [DEC], not [CLS] (BLIP-2)
+            embeds = heads.embeddings(input_ids=ids, query_embeds=queries(len(ids)))
+            states = qformer(image, embeds, qformer_mask("itg", q, mask))[:, q:]  # (B, T, H)
+            logits = heads.itg_logits(states[:, :-1])  # each token predicts the next
+            labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+            return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                   ignore_index=-100, label_smoothing=0.1)  # fmt: skip
+
+        return ObjectiveParts(
+            image=image,
+            image_features=image_features,
+            text_features=text_features,
+            match_logits=match_logits,
+            temperature=ITC_TEMPERATURE,
+            itg=itg,
+            heads={"qformer": heads},
+            pixel_values=lambda images: self.processor(images=images, return_tensors="pt")[
+                "pixel_values"
+            ],
+            tokenize=self.qformer_text,
+        )
+
+    def save_pretrained(self, directory: str) -> None:
+        """The checkpoint, plus the Q-Former's tokenizer and stage-1 heads where it has them
+        (so stage 2, or more of stage 1, continues from the same folder)."""
+        from transformers.utils import cached_file
+
+        super().save_pretrained(directory)
+        saved = self.source and cached_file(
+            self.source, QFORMER_HEADS, **self.hub, _raise_exceptions_for_missing_entries=False
+        )
+        if self.qformer_heads is not None or saved:
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().contiguous().cpu()
+                     for k, v in self._heads().state_dict().items()}  # fmt: skip
+            save_file(state, str(Path(directory) / QFORMER_HEADS))
+        try:
+            tok = self.qformer_tokenizer
+        except ValueError:
+            return
+        tok.save_pretrained(str(Path(directory) / QFORMER_TOKENIZER))
 
     def lora_targets(self) -> list[str]:
         """The LLM's attention projections (OPT: q_proj/v_proj; T5: q/v): LoRA adapts only the
@@ -136,8 +354,14 @@ class Blip2(GenerativeFamily):
         self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
     ) -> dict[str, torch.Tensor]:
         """Encoder-decoder LMs: prompt in, target as labels. Decoder-only LMs: prompt + target
-        + EOS in one sequence, loss only on the target (never on image tokens or the prompt)."""
+        + EOS in one sequence, loss only on the target (never on image tokens or the prompt).
+        Stage 1: the image and the target through the Q-Former's own tokenizer."""
         tok = self.tokenizer
+        if self._stage1:
+            ids, mask = self.qformer_text(targets)
+            pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
+            return {"pixel_values": pixel_values, "text_input_ids": ids,
+                    "text_attention_mask": mask}  # fmt: skip
         if self.model.config.text_config.is_encoder_decoder:
             inputs = self.prepare(images, prompts)
             lab = tok(targets, padding=True, return_tensors="pt")

@@ -7,7 +7,7 @@ must be on the processor, as for BLIP-2.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from im2text.engine.graphs import GraphPart
 from im2text.families.blip2 import Blip2
@@ -25,6 +25,9 @@ class InstructBlip(Blip2):
     default_prompt = "A short image description:"
     # Its Q-Former also reads the instruction (instruction-aware queries): only the ViT is a graph.
     graph_parts = (GraphPart("vision_model"),)
+    # Fine-tuned with the LM loss only (its Q-Former's text branch reads instructions).
+    objectives: ClassVar[tuple[str, ...]] = ("lm",)
+    stages: ClassVar[dict[int, tuple[str, ...]]] = {}
 
     def question_prompt(self, question: str) -> str:
         return question  # instruction-tuned: the question is the instruction

@@ -6,7 +6,7 @@ vit-base-patch16-224), several names per class separated by commas there ("tabby
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,7 +27,7 @@ class Vit(Family):
     graph_parts = (GraphPart(""),)  # the whole classifier: pixels in, logits out
 
     @classmethod
-    def load_processor(cls, source: str, **hub: object) -> object:
+    def load_processor(cls, source: str, **hub: Any) -> Any:
         from transformers import AutoImageProcessor
 
         return AutoImageProcessor.from_pretrained(source, **hub)

@@ -107,6 +107,7 @@ def compose_blip2(
         b = bert.config
         qformer_hidden, qformer_layers = b.hidden_size, b.num_hidden_layers
         qformer_heads = b.num_attention_heads
+    q_tokenizer = _qformer_tokenizer(qformer or llm)
     q_config = Blip2QFormerConfig(
         hidden_size=qformer_hidden,
         num_hidden_layers=qformer_layers,
@@ -115,7 +116,9 @@ def compose_blip2(
         encoder_hidden_size=vision_cfg["hidden_size"],
         cross_attention_frequency=cross_attention_frequency,
         use_qformer_text_input=True,  # the text branch stage 1 trains (ITC / ITM / ITG)
-        **({"vocab_size": bert.config.vocab_size} if bert else {}),
+        vocab_size=len(q_tokenizer),
+        pad_token_id=q_tokenizer.pad_token_id,
+        **({"max_position_embeddings": bert.config.max_position_embeddings} if bert else {}),
     )
     config = Blip2Config(
         vision_config=Blip2VisionConfig(**vision_cfg).to_dict(),
@@ -146,7 +149,45 @@ def compose_blip2(
         num_query_tokens=num_query_tokens,
     )
     processor.save_pretrained(out)
+    _save_stage1_parts(model, q_tokenizer, bert, out)
     return out
+
+
+def _qformer_tokenizer(source: str) -> Any:
+    """The Q-Former's text tokenizer: BERT's (or, for a fresh Q-Former, the LLM's), with the
+    tokens stage 1 reads: [CLS] / [SEP] around each text, [DEC] to start generation (ITG)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    tok.padding_side = "right"
+    wanted = (("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
+              ("bos_token", "[DEC]"))  # fmt: skip
+    missing: dict[str, Any] = {name: t for name, t in wanted if getattr(tok, name) is None}
+    if tok.bos_token is not None and tok.bos_token in (tok.cls_token, tok.eos_token):
+        missing["bos_token"] = "[DEC]"  # ITG's start must be a token of its own
+    if missing:
+        tok.add_special_tokens(missing)
+    return tok
+
+
+def _save_stage1_parts(model: Any, tokenizer: Any, bert: Any, out: Path) -> None:
+    """The Q-Former tokenizer and the stage-1 heads (text embeddings from BERT when given, as
+    the paper initialises them) beside the checkpoint."""
+    import torch
+    from safetensors.torch import save_file
+
+    from im2text.families.blip2 import QFORMER_HEADS, QFORMER_TOKENIZER, QFormerHeads
+
+    heads = QFormerHeads(model.config.qformer_config, model.config.image_text_hidden_size)
+    if bert is not None:
+        words = bert.get_input_embeddings().weight
+        positions = bert.embeddings.position_embeddings.weight
+        with torch.no_grad():
+            n = min(len(words), heads.embeddings.word_embeddings.num_embeddings)
+            heads.embeddings.word_embeddings.weight[:n] = words[:n]  # [DEC] stays new
+            heads.embeddings.position_embeddings.weight.copy_(positions)
+    tokenizer.save_pretrained(str(out / QFORMER_TOKENIZER))
+    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, str(out / QFORMER_HEADS))
 
 
 _VISION_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

@@ -20,6 +20,10 @@ class TrainConfig:
     # Losses summed each step, from lm, itc, itm. Default: lm (caption, vqa); every contrastive /
     # matching objective the model has (retrieval). BLIP captioners take itc,itm,lm.
     objectives: list[str] | None = None
+    # BLIP-2's recipe: 1 = the Q-Former against the frozen image encoder (itc, itm, itg; best
+    # by retrieval mean_recall), 2 = the Q-Former + projection as soft prompts of the frozen LLM
+    # (lm). None = 2 for BLIP-2; other families have no stages.
+    stage: int | None = None
     epochs: float | None = None  # passes over the data (fractions allowed)
     max_steps: int | None = None  # optimizer steps (wins over epochs when both are given)
     max_minutes: float | None = None  # wall-clock budget; the LR schedule follows elapsed time

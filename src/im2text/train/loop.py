@@ -117,6 +117,7 @@ def fit(
     device = family.device
     _set_seed(config.seed)
 
+    family.training_objectives = objectives
     family.prepare_for_training()  # the family's own rule (BLIP-2: the LLM stays frozen)
     if config.freeze_vision and family.vision_tower:
         for p in net.get_submodule(family.vision_tower).parameters():
@@ -124,7 +125,6 @@ def fit(
     if config.lora:
         net = _add_lora(family, config)
     # The module trained: the model, plus heads when ITC / ITM join (its forward sums the losses).
-    family.training_objectives = objectives
     net = trainee(family, net, objectives)
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
@@ -290,7 +290,7 @@ def _claim_run_folder(out: Path, config: TrainConfig) -> None:
     import shutil
 
     run_file = out / "run.json"
-    mine = {"model": config.model, "task": config.task}
+    mine = {"model": config.model, "task": config.task, "stage": config.stage}
     used = out.is_dir() and any(out.iterdir())
     if used and not config.resume and not config.overwrite:
         raise ValueError(
@@ -325,17 +325,17 @@ def _objectives(family: Any, config: TrainConfig) -> tuple[str, ...]:
         )
     if config.task != "retrieval" and dual:
         raise ValueError(f"{family.key} models train with --task retrieval only")
-    chosen = config.objectives or default_objectives(family, config.task)
-    return check_objectives(family, config.task, chosen)
+    chosen = config.objectives or default_objectives(family, config.task, config.stage)
+    return check_objectives(family, config.task, chosen, config.stage)
 
 
 def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> TrainConfig:
     from dataclasses import replace
 
+    if config.task == "retrieval" or config.stage == 1:
+        return replace(config, metric="mean_recall")
     if config.task == "caption":
         return replace(config, metric="cider")
-    if config.task == "retrieval":
-        return replace(config, metric="mean_recall")
     # The official VQA accuracy compares against 10 annotators (min(1, matches / 3)); with
     # one reference answer per question it can never exceed 1/3, so exact match is the metric.
     many = val_set and sum(len(ex.references) >= 3 for ex in val_set) >= len(val_set) / 2
@@ -356,7 +356,12 @@ def _image(ref: Any) -> Any:
 
 def _evaluate_and_save(model, net, opt, val_set, config, state, log) -> bool:  # type: ignore[no-untyped-def]
     """Validate, keep the best checkpoint, write `last/`; True = stop early."""
-    metrics = evaluate_examples(model, list(val_set)[: config.eval_limit], config)
+    examples = list(val_set)[: config.eval_limit]
+    if getattr(net, "parts", None) is not None and "lm" not in net.objectives:
+        net.eval()
+        metrics = retrieval_metrics(model, examples, parts=net.parts)  # BLIP-2 stage 1
+    else:
+        metrics = evaluate_examples(model, examples, config)
     log.eval(state["step"], metrics)
     value = metrics.get(config.metric)
     improved = value is not None and (state["best"] is None or value > state["best"])
@@ -417,8 +422,10 @@ def evaluate_examples(model: Any, examples: list[Example], config: TrainConfig) 
     return metrics
 
 
-def retrieval_metrics(model: Any, examples: Sequence[Example]) -> dict[str, Any]:
-    """Recall@1/5/10 image->text and text->image, and their mean (`mean_recall`).
+def retrieval_metrics(model: Any, examples: Sequence[Example], parts: Any = None) -> dict[str, Any]:
+    """Recall@1/5/10 image->text and text->image, and their mean (`mean_recall`), from the
+    model's `embed`, or from the ITC features of objective `parts` being trained (BLIP-2
+    stage 1, one feature per query).
 
     A caption that describes several images has no single right image, so each distinct text
     is kept once (with the first image it describes)."""
@@ -428,9 +435,14 @@ def retrieval_metrics(model: Any, examples: Sequence[Example]) -> dict[str, Any]
     for ex in examples:
         seen.setdefault(ex.target.strip().lower(), ex)
     kept = list(seen.values())
-    images = model.embed([_image(ex.image) for ex in kept])
-    texts = model.embed(texts=[ex.target for ex in kept])
-    recall = retrieval_recall(images @ texts.T, list(range(len(kept))))
+    images, texts = [_image(ex.image) for ex in kept], [ex.target for ex in kept]
+    if parts is not None:
+        from im2text.train.objectives import parts_similarity
+
+        sim = parts_similarity(parts, images, texts, model.family.device)
+    else:
+        sim = model.embed(images) @ model.embed(texts=texts).T
+    recall = retrieval_recall(sim, list(range(len(kept))))
     return {**recall, "pairs": len(kept)}
 
 

@@ -18,42 +18,61 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OBJECTIVES = ("lm", "itc", "itm")
+OBJECTIVES = ("lm", "itc", "itm", "itg")
 
 
 @dataclass
 class ObjectiveParts:
-    """What ITC / ITM need from a model, and the LM loss when it also captions.
+    """What ITC / ITM / ITG need from a model, and the LM loss when it also captions.
 
-    image: pixel_values -> (B, P, D) image states ([CLS] first).
-    text: (ids, mask, image states or None) -> (B, T, H) text states; without image states
-        the text is encoded alone (ITC), with them it attends to the image (ITM).
+    image: pixel_values -> (B, P, D) image states, computed once per step for every objective.
+    image_features: image states -> L2-normalised ITC features, (B, E) for one vector per image
+        (BLIP's projected [CLS]) or (B, Q, E) for one per query (BLIP-2: the best query scores).
+    text_features: (ids, mask) -> (B, E) L2-normalised ITC features of the text alone.
+    match_logits: (ids, mask, image states) -> (N, 2) ITM logits [no match, match].
     lm: (image states, inputs) -> LM loss, for captioning models.
+    itg: (image states, ids, mask) -> image-grounded text generation loss (BLIP-2 stage 1).
     heads: trainable modules that belong to no checkpoint (new projections, ITM head); they are
         kept in the trainer state so that --resume continues them.
+    pixel_values, tokenize: images -> pixel values, texts -> (ids, mask) for `text_features`,
+        where validation scores retrieval with these features (a model without `embed`).
     """
 
     image: Callable[[torch.Tensor], torch.Tensor]
-    text: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-    vision_proj: nn.Module
-    text_proj: nn.Module
-    itm_head: nn.Module
+    image_features: Callable[[torch.Tensor], torch.Tensor]
+    text_features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    match_logits: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     temperature: float  # ITC softmax temperature
     lm: Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None = None
+    itg: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     heads: dict[str, nn.Module] = field(default_factory=dict)
+    pixel_values: Callable[[list[Any]], torch.Tensor] | None = None
+    tokenize: Callable[[list[str]], tuple[torch.Tensor, ...]] | None = None
 
 
-def default_objectives(family: Any, task: str) -> tuple[str, ...]:
-    """What a run trains when --objectives is not given: LM for captions and VQA; every
-    retrieval objective the family has for retrieval."""
-    have = family.objectives
+def similarity(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """(I, T) cosine similarity; with one feature per query (I, Q, E) the best query counts
+    (BLIP-2's ITC)."""
+    if image_features.dim() == 3:
+        return torch.einsum("iqe,te->itq", image_features, text_features).amax(-1)
+    return image_features @ text_features.T
+
+
+def default_objectives(family: Any, task: str, stage: int | None = None) -> tuple[str, ...]:
+    """What a run trains when --objectives is not given: the stage's objectives (BLIP-2);
+    LM for captions and VQA; every retrieval objective the family has for retrieval."""
+    if family.stages:
+        return family.stages[stage or max(family.stages)]
     if task == "retrieval":
-        return tuple(o for o in have if o != "lm")
+        return tuple(o for o in family.objectives if o != "lm")
     return ("lm",)
 
 
-def check_objectives(family: Any, task: str, objectives: Sequence[str]) -> tuple[str, ...]:
-    """The objectives, validated against the family and the task (clear errors otherwise)."""
+def check_objectives(
+    family: Any, task: str, objectives: Sequence[str], stage: int | None = None
+) -> tuple[str, ...]:
+    """The objectives, validated against the family, the task and the stage (clear errors
+    otherwise)."""
     have = family.objectives
     chosen = tuple(dict.fromkeys(o.strip().lower() for o in objectives if o.strip()))
     unknown = [o for o in chosen if o not in OBJECTIVES]
@@ -66,6 +85,20 @@ def check_objectives(family: Any, task: str, objectives: Sequence[str]) -> tuple
         raise ValueError(
             f"{family.key} models cannot train {', '.join(missing)} (they train {', '.join(have)})"
         )
+    if family.stages:  # a staged recipe (BLIP-2): each stage trains its own objectives
+        stage = stage or max(family.stages)
+        if stage not in family.stages:
+            raise ValueError(f"{family.key} models train in stages {sorted(family.stages)}")
+        if "lm" not in family.stages[stage] and task != "caption":
+            raise ValueError(f"--stage {stage} trains on image-text pairs: use --task caption")
+        off = [o for o in chosen if o not in family.stages[stage]]
+        if off:
+            raise ValueError(
+                f"stage {stage} trains {', '.join(family.stages[stage])}, not {', '.join(off)}"
+            )
+        return chosen
+    if stage is not None:
+        raise ValueError(f"--stage is BLIP-2's two-stage recipe; {family.key} models have one")
     if task == "retrieval" and "lm" in chosen:
         raise ValueError("--task retrieval trains itc/itm; add lm with --task caption")
     if task != "retrieval" and "lm" not in chosen:
@@ -96,12 +129,33 @@ class _Objectives(nn.Module):
                 losses["itc"] = itc
             if "itm" in self.objectives:
                 losses["itm"] = itm_loss(p, image, ids, mask, sim_i2t)
+        if "itg" in self.objectives:
+            if p.itg is None:
+                raise ValueError("this model has no image-grounded text generation head")
+            losses["itg"] = p.itg(image, inputs["text_input_ids"], inputs["text_attention_mask"])
         if "lm" in self.objectives:
             if p.lm is None:
                 raise ValueError("this model has no language-modelling head")
             losses["lm"] = p.lm(image, inputs)
         loss = torch.stack(list(losses.values())).sum()
         return SimpleNamespace(loss=loss, losses={k: v.detach() for k, v in losses.items()})
+
+
+@torch.no_grad()
+def parts_similarity(
+    parts: ObjectiveParts, images: list[Any], texts: list[str], device: Any, batch_size: int = 64
+) -> torch.Tensor:
+    """(I, T) ITC similarity of images and texts through the features being trained."""
+    if parts.pixel_values is None or parts.tokenize is None:
+        raise ValueError("these objective parts cannot encode images and texts on their own")
+    feats, txts = [], []
+    for i in range(0, len(images), batch_size):
+        pv = parts.pixel_values(images[i : i + batch_size]).to(device)
+        feats.append(parts.image_features(parts.image(pv)))
+    for i in range(0, len(texts), batch_size):
+        ids, mask = (t.to(device) for t in parts.tokenize(texts[i : i + batch_size]))
+        txts.append(parts.text_features(ids, mask))
+    return similarity(torch.cat(feats), torch.cat(txts)).float().cpu()
 
 
 def trainee(family: Any, net: nn.Module, objectives: tuple[str, ...]) -> nn.Module:
@@ -119,12 +173,6 @@ def same_text_matrix(ids: torch.Tensor) -> torch.Tensor:
     return (ids[:, None, :] == ids[None, :, :]).all(-1)
 
 
-def _features(p: ObjectiveParts, image: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):  # type: ignore[no-untyped-def]
-    img = F.normalize(p.vision_proj(image[:, 0]), dim=-1)  # (B, E)
-    txt = F.normalize(p.text_proj(p.text(ids, mask, None)[:, 0]), dim=-1)  # (B, E)
-    return img, txt
-
-
 def itc_loss(
     p: ObjectiveParts,
     image: torch.Tensor,
@@ -134,8 +182,7 @@ def itc_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric InfoNCE over the batch; rows with the same caption share the positive mass.
     Returns the loss and the (B, B) image->text similarity (for mining ITM negatives)."""
-    img, txt = _features(p, image, ids, mask)
-    sim_i2t = img @ txt.T / p.temperature  # (B, B)
+    sim_i2t = similarity(p.image_features(image), p.text_features(ids, mask)) / p.temperature
     same = same_text_matrix(ids) if same is None else same
     targets = same.float() / same.float().sum(1, keepdim=True)  # symmetric, rows sum to 1
     loss_i2t = -(sim_i2t.log_softmax(1) * targets).sum(1).mean()
@@ -162,8 +209,7 @@ def itm_loss(
     images = torch.cat([image, image, image[neg_image]])  # (3B, P, D)
     texts = torch.cat([ids, ids[neg_text], ids])
     masks = torch.cat([mask, mask[neg_text], mask])
-    hidden = p.text(texts, masks, images)[:, 0]  # (3B, H)
-    logits = p.itm_head(hidden).float()  # (3B, 2): [no match, match]
+    logits = p.match_logits(texts, masks, images).float()  # (3B, 2): [no match, match]
     labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).long().to(logits.device)
     return F.cross_entropy(logits, labels)
 
