@@ -67,6 +67,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--qformer-layers", type=int, default=12, help="without --qformer")
     p.add_argument("--qformer-hidden", type=int, default=768, help="without --qformer")
     p.add_argument("--qformer-heads", type=int, default=12, help="without --qformer")
+    p.add_argument("--seed", type=int, default=0, help="BLIP-2: the new weights' random seed")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_compose)
 
@@ -125,7 +126,8 @@ def _cmd_compose(args: argparse.Namespace) -> int:
     if args.blip2:
         if not args.vision or not args.llm:
             raise ValueError("compose --blip2 needs --vision and --llm")
-        names = ("num_query_tokens", "qformer", "qformer_hidden", "qformer_layers", "qformer_heads")
+        names = ("num_query_tokens", "qformer", "qformer_hidden", "qformer_layers", "qformer_heads",
+                 "seed")  # fmt: skip
         options = {name: getattr(args, name) for name in names}  # the flags, one to one
         print(compose_blip2(args.vision, args.llm, args.out, **options))
         return EXIT_OK

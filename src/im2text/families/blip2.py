@@ -184,12 +184,9 @@ class Blip2(GenerativeFamily):
     def _heads(self) -> QFormerHeads:
         """Stage-1 heads: the saved ones beside the weights, else new (BERT initialisation)."""
         if self.qformer_heads is None:
-            from transformers.utils import cached_file
-
             heads = QFormerHeads(self.model.config.qformer_config,
                                  self.model.config.image_text_hidden_size)  # fmt: skip
-            path = cached_file(self.source, QFORMER_HEADS, **self.hub,
-                               _raise_exceptions_for_missing_entries=False)  # fmt: skip
+            path = self._beside(QFORMER_HEADS)
             if path:
                 from safetensors.torch import load_file
 
@@ -278,23 +275,28 @@ class Blip2(GenerativeFamily):
     def save_pretrained(self, directory: str) -> None:
         """The checkpoint, plus the Q-Former's tokenizer and stage-1 heads where it has them
         (so stage 2, or more of stage 1, continues from the same folder)."""
-        from transformers.utils import cached_file
-
         super().save_pretrained(directory)
-        saved = self.source and cached_file(
-            self.source, QFORMER_HEADS, **self.hub, _raise_exceptions_for_missing_entries=False
-        )
-        if self.qformer_heads is not None or saved:
+        if self.qformer_heads is not None or self._beside(QFORMER_HEADS):
             from safetensors.torch import save_file
 
             state = {k: v.detach().contiguous().cpu()
                      for k, v in self._heads().state_dict().items()}  # fmt: skip
             save_file(state, str(Path(directory) / QFORMER_HEADS))
-        try:
-            tok = self.qformer_tokenizer
-        except ValueError:
-            return
-        tok.save_pretrained(str(Path(directory) / QFORMER_TOKENIZER))
+        if self._qformer_tokenizer is not None or self._beside(
+            f"{QFORMER_TOKENIZER}/tokenizer_config.json"
+        ):
+            self.qformer_tokenizer.save_pretrained(str(Path(directory) / QFORMER_TOKENIZER))
+
+    def _beside(self, name: str) -> str | None:
+        """The local path of file `name` beside the weights (downloaded if on the Hub), or None
+        where the checkpoint has none."""
+        if not self.source:
+            return None
+        from transformers.utils import cached_file
+
+        return cached_file(self.source, name, **self.hub,
+                           _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)  # fmt: skip
 
     def lora_targets(self) -> list[str]:
         """The LLM's attention projections (OPT: q_proj/v_proj; T5: q/v): LoRA adapts only the

@@ -56,6 +56,7 @@ def compose_blip2(
     qformer_layers: int = 12,
     qformer_heads: int = 12,
     cross_attention_frequency: int = 2,
+    seed: int = 0,
 ) -> Path:
     """Build a `Blip2ForConditionalGeneration` checkpoint in `out` around any LLM.
 
@@ -68,9 +69,11 @@ def compose_blip2(
         fresh Q-Former of `qformer_hidden` x `qformer_layers` is built.
 
     The queries start at N(0, 0.02) (the paper), not at transformers' zeros: identical queries
-    receive identical gradients and would never tell apart what they attend to.
+    receive identical gradients and would never tell apart what they attend to. Every new
+    weight is drawn from `seed`: the same arguments build the same checkpoint.
     """
     import torch
+    from safetensors.torch import save_file
     from transformers import (
         AutoConfig,
         AutoImageProcessor,
@@ -83,6 +86,8 @@ def compose_blip2(
         Blip2QFormerConfig,
         Blip2VisionConfig,
     )
+
+    from im2text.families.blip2 import QFORMER_HEADS, QFORMER_TOKENIZER
 
     vision_cfg, vision_state = _vision_tower(vision)
     lm_config = AutoConfig.from_pretrained(llm)
@@ -127,11 +132,14 @@ def compose_blip2(
         num_query_tokens=num_query_tokens,
         image_token_index=image_token,
     )
-    model = Blip2ForConditionalGeneration(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Blip2ForConditionalGeneration(config)
+        with torch.no_grad():
+            model.query_tokens.normal_(0.0, q_config.initializer_range)
+        heads = _stage1_heads(model, bert)
     model.vision_model.load_state_dict(vision_state)
     model.language_model.load_state_dict(lm.state_dict())
-    with torch.no_grad():
-        model.query_tokens.normal_(0.0, q_config.initializer_range)
     if bert is not None:
         result = model.qformer.load_state_dict(_qformer_from_bert(bert.state_dict()), strict=False)
         if result.unexpected_keys:
@@ -149,7 +157,8 @@ def compose_blip2(
         num_query_tokens=num_query_tokens,
     )
     processor.save_pretrained(out)
-    _save_stage1_parts(model, q_tokenizer, bert, out)
+    q_tokenizer.save_pretrained(str(out / QFORMER_TOKENIZER))
+    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, str(out / QFORMER_HEADS))
     return out
 
 
@@ -170,13 +179,12 @@ def _qformer_tokenizer(source: str) -> Any:
     return tok
 
 
-def _save_stage1_parts(model: Any, tokenizer: Any, bert: Any, out: Path) -> None:
-    """The Q-Former tokenizer and the stage-1 heads (text embeddings from BERT when given, as
-    the paper initialises them) beside the checkpoint."""
+def _stage1_heads(model: Any, bert: Any) -> Any:
+    """The stage-1 heads, with BERT's text embeddings when given (as the paper initialises
+    them); saved beside the checkpoint with the Q-Former's tokenizer."""
     import torch
-    from safetensors.torch import save_file
 
-    from im2text.families.blip2 import QFORMER_HEADS, QFORMER_TOKENIZER, QFormerHeads
+    from im2text.families.blip2 import QFormerHeads
 
     heads = QFormerHeads(model.config.qformer_config, model.config.image_text_hidden_size)
     if bert is not None:
@@ -186,8 +194,7 @@ def _save_stage1_parts(model: Any, tokenizer: Any, bert: Any, out: Path) -> None
             n = min(len(words), heads.embeddings.word_embeddings.num_embeddings)
             heads.embeddings.word_embeddings.weight[:n] = words[:n]  # [DEC] stays new
             heads.embeddings.position_embeddings.weight.copy_(positions)
-    tokenizer.save_pretrained(str(out / QFORMER_TOKENIZER))
-    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, str(out / QFORMER_HEADS))
+    return heads
 
 
 _VISION_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

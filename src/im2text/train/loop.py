@@ -357,9 +357,10 @@ def _image(ref: Any) -> Any:
 def _evaluate_and_save(model, net, opt, val_set, config, state, log) -> bool:  # type: ignore[no-untyped-def]
     """Validate, keep the best checkpoint, write `last/`; True = stop early."""
     examples = list(val_set)[: config.eval_limit]
-    if getattr(net, "parts", None) is not None and "lm" not in net.objectives:
+    if config.task != "retrieval" and "lm" not in model.family.training_objectives:
+        # Caption data, no generation learnt (BLIP-2 stage 1): judged by the ITC features.
         net.eval()
-        metrics = retrieval_metrics(model, examples, parts=net.parts)  # BLIP-2 stage 1
+        metrics = retrieval_metrics(model, examples, parts=net.parts)
     else:
         metrics = evaluate_examples(model, examples, config)
     log.eval(state["step"], metrics)

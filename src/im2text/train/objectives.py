@@ -62,7 +62,7 @@ def default_objectives(family: Any, task: str, stage: int | None = None) -> tupl
     """What a run trains when --objectives is not given: the stage's objectives (BLIP-2);
     LM for captions and VQA; every retrieval objective the family has for retrieval."""
     if family.stages:
-        return family.stages[stage or max(family.stages)]
+        return family.stages.get(stage or max(family.stages), ())
     if task == "retrieval":
         return tuple(o for o in family.objectives if o != "lm")
     return ("lm",)
@@ -73,6 +73,8 @@ def check_objectives(
 ) -> tuple[str, ...]:
     """The objectives, validated against the family, the task and the stage (clear errors
     otherwise)."""
+    if family.stages and (stage or max(family.stages)) not in family.stages:
+        raise ValueError(f"{family.key} models train in stages {sorted(family.stages)}")
     have = family.objectives
     chosen = tuple(dict.fromkeys(o.strip().lower() for o in objectives if o.strip()))
     unknown = [o for o in chosen if o not in OBJECTIVES]
@@ -87,8 +89,6 @@ def check_objectives(
         )
     if family.stages:  # a staged recipe (BLIP-2): each stage trains its own objectives
         stage = stage or max(family.stages)
-        if stage not in family.stages:
-            raise ValueError(f"{family.key} models train in stages {sorted(family.stages)}")
         if "lm" not in family.stages[stage] and task != "caption":
             raise ValueError(f"--stage {stage} trains on image-text pairs: use --task caption")
         off = [o for o in chosen if o not in family.stages[stage]]
