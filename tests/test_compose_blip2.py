@@ -265,6 +265,8 @@ def test_stages_are_checked(composed: Path, tmp_path: Path) -> None:
         run(composed, objectives=["itc"])
     with pytest.raises(ValueError, match="use --task caption"):
         run(composed, stage=1, task="vqa")
+    with pytest.raises(ValueError, match="--lora adapts the language model"):
+        run(composed, stage=1, lora=True)
     with pytest.raises(ValueError, match="two-stage recipe; blip models have one"):
         run(build_checkpoint("blip", tmp_path / "b"), stage=1)
     # A BLIP-2 checkpoint without the Q-Former's tokenizer (as on the Hub) says what to do.

@@ -194,14 +194,13 @@ class Blip2(GenerativeFamily):
             self.qformer_heads = heads.to(self.device)
         return self.qformer_heads
 
-    def qformer_text(self, texts: list[str], first: str = "cls") -> tuple[torch.Tensor, ...]:
-        """(ids, mask) of `[CLS] text [SEP]` for the Q-Former (`[DEC] text [SEP]` with
-        first="bos", as ITG reads it), cut to its positions."""
+    def qformer_text(self, texts: list[str]) -> tuple[torch.Tensor, ...]:
+        """(ids, mask) of `[CLS] text [SEP]` for the Q-Former, cut to its positions (ITG swaps
+        [CLS] for [DEC])."""
         tok = self.qformer_tokenizer
-        start = tok.cls_token_id if first == "cls" else tok.bos_token_id
         room = self.model.config.qformer_config.max_position_embeddings - 2
-        rows = [[start, *tok(t, add_special_tokens=False).input_ids[:room], tok.sep_token_id]
-                for t in texts]  # fmt: skip
+        rows = [[tok.cls_token_id, *tok(t, add_special_tokens=False).input_ids[:room],
+                 tok.sep_token_id] for t in texts]  # fmt: skip
         ids = torch.full((len(rows), max(map(len, rows))), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, row in enumerate(rows):

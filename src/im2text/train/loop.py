@@ -326,7 +326,10 @@ def _objectives(family: Any, config: TrainConfig) -> tuple[str, ...]:
     if config.task != "retrieval" and dual:
         raise ValueError(f"{family.key} models train with --task retrieval only")
     chosen = config.objectives or default_objectives(family, config.task, config.stage)
-    return check_objectives(family, config.task, chosen, config.stage)
+    objectives = check_objectives(family, config.task, chosen, config.stage)
+    if config.lora and "lm" not in objectives:
+        raise ValueError("--lora adapts the language model, which this run does not train")
+    return objectives
 
 
 def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> TrainConfig:
