@@ -20,6 +20,7 @@ FAMILY_OF = {
     "instructblip": "instructblip",
     "git": "git",
     "vision-encoder-decoder": "vision-encoder-decoder",
+    "llava": "llava",
 }
 GREEDY = dict(num_beams=1, max_new_tokens=8, min_new_tokens=2)
 
@@ -92,6 +93,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "instructblip": "InstructBlipForConditionalGeneration",
         "git": "GitForCausalLM",
         "vision-encoder-decoder": "VisionEncoderDecoderModel",
+        "llava": "LlavaForConditionalGeneration",
     }[kind]
     model = getattr(transformers, cls).from_pretrained(path).eval()
     if kind == "vision-encoder-decoder":
@@ -114,6 +116,17 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
                 "input_ids": torch.tensor([ids] * len(images)),
             }
             skip = len(ids)
+        elif kind == "llava":  # the llava-hf model card: a conversation through the template
+            turn = [
+                {"type": "image"},
+                {"type": "text", "text": prompt or "Describe the image in one sentence."},
+            ]
+            chat = proc.apply_chat_template([{"role": "user", "content": turn}],
+                                            add_generation_prompt=True)  # fmt: skip
+            proc.tokenizer.padding_side = "left"
+            inputs = proc(images=images, text=[chat] * len(images), padding=True,
+                          return_tensors="pt")  # fmt: skip
+            skip = inputs["input_ids"].shape[1]
         elif kind == "blip":
             text = [prompt] * len(images) if prompt else None
             inputs = proc(images=images, text=text, return_tensors="pt")

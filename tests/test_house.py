@@ -29,6 +29,7 @@ KIND_OF = {
     "instructblip": "instructblip",
     "vision-encoder-decoder": "vision-encoder-decoder",
     "git": "git",
+    "llava": "llava",
     "clip": "clip",
     "vit": "vit",
 }

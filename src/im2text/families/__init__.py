@@ -23,6 +23,7 @@ from im2text.families.clip import Clip
 from im2text.families.encoder_decoder import VisionEncoderDecoder
 from im2text.families.git import Git
 from im2text.families.instructblip import InstructBlip
+from im2text.families.llava import Llava
 from im2text.families.rapidocr import RapidOcr
 from im2text.families.tesseract import Tesseract
 from im2text.families.vit import Vit
@@ -37,6 +38,7 @@ FAMILIES: dict[str, type[Family]] = {
         InstructBlip,
         VisionEncoderDecoder,
         Git,
+        Llava,
         Clip,
         Vit,
         RapidOcr,

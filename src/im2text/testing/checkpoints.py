@@ -324,6 +324,60 @@ def _build_git(out: Path) -> None:
     GitProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
 
 
+# llava-1.5's conversation format: "USER: <image>\n{prompt} ASSISTANT: {answer}</s>".
+_LLAVA_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: {% for c in m['content'] %}{{ c['text'] }}{% endfor %}{{ eos_token }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def _build_llava(out: Path) -> None:
+    """LLaVA: a tiny CLIP vision tower + projector + Llama, the llava-hf processor layout with a
+    chat template (16 image tokens for a 32 px image in 8 px patches, CLS dropped)."""
+    from transformers import (
+        CLIPImageProcessor,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tok, _ = _blip2_lm("opt")  # BPE with </s> as BOS/EOS, <pad> and <image>
+    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                max_position_embeddings=128, initializer_range=0.2, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(model_type="clip_vision_model", image_size=_IMAGE, patch_size=8,
+                  projection_dim=32, **_TINY)  # fmt: skip
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    gen.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    improc = CLIPImageProcessor(
+        size={"shortest_edge": _IMAGE}, crop_size={"height": _IMAGE, "width": _IMAGE}
+    )
+    processor = LlavaProcessor(
+        image_processor=improc,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=_LLAVA_TEMPLATE,
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    )
+    processor.save_pretrained(out)
+
+
 def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     """ViT encoder + GPT-2 decoder (the vit-gpt2 layout: image processor + tokenizer files)."""
     from transformers import (
@@ -520,6 +574,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "instructblip-t5-bos": lambda out: _build_instructblip(out, lm="t5", t5_bos="new"),
     "git": _build_git,
     "vision-encoder-decoder": _build_vision_encoder_decoder,
+    "llava": _build_llava,
 }
 TINY_KINDS: tuple[str, ...] = tuple(_BUILDERS)
 # The captioning families (the generative ones; every kind above is built by the tests).
@@ -530,6 +585,7 @@ TINY_FAMILIES: tuple[str, ...] = (
     "instructblip",
     "git",
     "vision-encoder-decoder",
+    "llava",
 )
 
 
