@@ -21,6 +21,7 @@ FAMILY_OF = {
     "git": "git",
     "vision-encoder-decoder": "vision-encoder-decoder",
     "llava": "llava",
+    "idefics3": "idefics3",
 }
 GREEDY = dict(num_beams=1, max_new_tokens=8, min_new_tokens=2)
 
@@ -94,6 +95,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "git": "GitForCausalLM",
         "vision-encoder-decoder": "VisionEncoderDecoderModel",
         "llava": "LlavaForConditionalGeneration",
+        "idefics3": "Idefics3ForConditionalGeneration",
     }[kind]
     model = getattr(transformers, cls).from_pretrained(path).eval()
     if kind == "vision-encoder-decoder":
@@ -116,7 +118,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
                 "input_ids": torch.tensor([ids] * len(images)),
             }
             skip = len(ids)
-        elif kind == "llava":  # the llava-hf model card: a conversation through the template
+        elif kind in ("llava", "idefics3"):  # the model cards: a conversation, the template
             turn = [
                 {"type": "image"},
                 {"type": "text", "text": prompt or "Describe the image in one sentence."},
@@ -124,7 +126,8 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
             chat = proc.apply_chat_template([{"role": "user", "content": turn}],
                                             add_generation_prompt=True)  # fmt: skip
             proc.tokenizer.padding_side = "left"
-            inputs = proc(images=images, text=[chat] * len(images), padding=True,
+            given = [[im] for im in images] if kind == "idefics3" else images  # one list per text
+            inputs = proc(images=given, text=[chat] * len(images), padding=True,
                           return_tensors="pt")  # fmt: skip
             skip = inputs["input_ids"].shape[1]
         elif kind == "blip":

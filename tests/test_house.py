@@ -30,6 +30,7 @@ KIND_OF = {
     "vision-encoder-decoder": "vision-encoder-decoder",
     "git": "git",
     "llava": "llava",
+    "idefics3": "idefics3",
     "clip": "clip",
     "vit": "vit",
 }

@@ -22,6 +22,7 @@ from im2text.families.blip2 import Blip2
 from im2text.families.clip import Clip
 from im2text.families.encoder_decoder import VisionEncoderDecoder
 from im2text.families.git import Git
+from im2text.families.idefics3 import Idefics3
 from im2text.families.instructblip import InstructBlip
 from im2text.families.llava import Llava
 from im2text.families.rapidocr import RapidOcr
@@ -39,6 +40,7 @@ FAMILIES: dict[str, type[Family]] = {
         VisionEncoderDecoder,
         Git,
         Llava,
+        Idefics3,
         Clip,
         Vit,
         RapidOcr,

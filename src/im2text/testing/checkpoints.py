@@ -378,6 +378,54 @@ def _build_llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
+# SmolVLM's conversation format: "User:<image> {prompt}<end_of_utterance>\nAssistant: ...".
+_IDEFICS3_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}:"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
+    "{% else %} {{ c['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def _build_idefics3(out: Path) -> None:
+    """Idefics3 / SmolVLM: a tiny SigLIP-style encoder (32 px, 8 px patches), pixel shuffle by 2
+    (4 image tokens per image), a Llama; the SmolVLM processor layout with a chat template."""
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    tok, _ = _blip2_lm("opt")
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<image>", "<fake_token_around_image>", "<end_of_utterance>", "<global-img>"]})  # fmt: skip
+    eou = tok.convert_tokens_to_ids("<end_of_utterance>")
+    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                max_position_embeddings=128, initializer_range=0.2, bos_token_id=tok.bos_token_id,
+                eos_token_id=eou, pad_token_id=tok.pad_token_id)  # fmt: skip
+    config = Idefics3Config(
+        vision_config=dict(image_size=_IMAGE, patch_size=8, **_TINY),
+        text_config=text,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    model = Idefics3ForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tok.bos_token_id, eou, tok.pad_token_id
+    model.save_pretrained(out)
+    improc = Idefics3ImageProcessor(
+        do_image_splitting=False,
+        size={"longest_edge": _IMAGE},
+        max_image_size={"longest_edge": _IMAGE},
+    )
+    processor = Idefics3Processor(
+        image_processor=improc, tokenizer=tok, image_seq_len=4, chat_template=_IDEFICS3_TEMPLATE
+    )
+    processor.save_pretrained(out)
+
+
 def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     """ViT encoder + GPT-2 decoder (the vit-gpt2 layout: image processor + tokenizer files)."""
     from transformers import (
@@ -575,6 +623,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "git": _build_git,
     "vision-encoder-decoder": _build_vision_encoder_decoder,
     "llava": _build_llava,
+    "idefics3": _build_idefics3,
 }
 TINY_KINDS: tuple[str, ...] = tuple(_BUILDERS)
 # The captioning families (the generative ones; every kind above is built by the tests).
@@ -586,6 +635,7 @@ TINY_FAMILIES: tuple[str, ...] = (
     "git",
     "vision-encoder-decoder",
     "llava",
+    "idefics3",
 )
 
 

@@ -1,0 +1,84 @@
+"""Chat VLMs (`*ForConditionalGeneration` + a processor with a chat template): the shared way of
+prompting, batching and fine-tuning them; each family file adds only its quirks.
+
+Every prompt is a user turn of the processor's chat template with the image first (the
+processor expands the image placeholder into the model's image tokens); the LLMs are
+decoder-only, so a batch is padded on the left and the answer is the generated tail; a caption
+is the answer to an instruction (`default_prompt`), never a continuation of the prompt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from im2text.families.base import GenerativeFamily
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+class ChatVlm(GenerativeFamily):
+    tasks = ("caption", "ask")
+    prompt_is_prefix = False  # prompts are instructions in the user turn
+    default_prompt = "Describe the image in one sentence."
+    vision_module: ClassVar[str] = "vision_tower"  # the image encoder's name (frozen to train)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tokenizer.padding_side = "left"  # each row continues from its own last token
+
+    def chat(self, prompt: str, answer: str | None = None) -> str:
+        """The chat-template text of one user turn (image, then `prompt`), followed by the
+        generation prompt, or by the assistant's `answer` when given (training)."""
+        turn = [{"type": "image"}, {"type": "text", "text": prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": turn}]
+        if answer is None:
+            return str(self.processor.apply_chat_template(messages, add_generation_prompt=True))
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        return str(self.processor.apply_chat_template(messages))
+
+    def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
+        """The processor on one image per text (families override how it wants them)."""
+        return dict(self.processor(images=images, text=texts, padding=True, return_tensors="pt"))
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        return self.encode(images, [self.chat(p or self.default_prompt or "") for p in prompts])
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """The conversation as at inference plus the assistant's turn; the loss is on the
+        answer's tokens and what the template closes the turn with (EOS), never on the image,
+        the instruction or the template around them."""
+        instructions = [p or self.default_prompt or "" for p in prompts]
+        asked = [self.chat(p) for p in instructions]
+        full = [self.chat(p, t) for p, t in zip(instructions, targets, strict=True)]
+        enc = self.encode(images, full)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        labels = torch.full_like(ids, -100)
+        for i, (a, f) in enumerate(zip(asked, full, strict=True)):
+            if not f.startswith(a):
+                raise ValueError("the chat template does not extend the prompt with the answer")
+            tail = self.tokenizer(f[len(a) :], add_special_tokens=False).input_ids
+            if not tail or ids[i, -len(tail) :].tolist() != tail:
+                raise ValueError("the answer does not tokenize apart from its prompt")
+            labels[i, -len(tail) :] = ids[i, -len(tail) :]
+        return {**enc, "labels": labels.masked_fill(mask == 0, -100)}
+
+    def prepare_for_training(self) -> None:
+        """The connector and the LLM learn; the image encoder stays frozen (LLaVA's recipe)."""
+        frozen = f".{self.vision_module}."
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(frozen not in f".{name}")
+
+    def lora_targets(self) -> list[str]:
+        """The LLM's attention projections by full name (image encoders share the names)."""
+        return [
+            name
+            for name, _ in self.model.named_modules()
+            if "language_model" in name and name.endswith(("q_proj", "v_proj"))
+        ]

@@ -1,0 +1,28 @@
+"""Idefics3 and SmolVLM (HuggingFaceTB/SmolVLM-*-Instruct are Idefics3 checkpoints): a SigLIP
+encoder whose patches a pixel shuffle folds `scale_factor`² into one token, and a chat LLM.
+
+Quirks kept here: the processor takes the images nested per sample (one list per text); its
+turns end with `<end_of_utterance>`, the generation config's EOS.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from im2text.families.chat_vlm import ChatVlm
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+class Idefics3(ChatVlm):
+    key = "idefics3"
+    model_types = ("idefics3",)
+    architectures = ("Idefics3ForConditionalGeneration",)
+    model_class = "Idefics3ForConditionalGeneration"
+    vision_module = "vision_model"
+
+    def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
+        nested = [[im] for im in images]
+        return dict(self.processor(images=nested, text=texts, padding=True, return_tensors="pt"))
