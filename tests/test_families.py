@@ -22,6 +22,7 @@ FAMILY_OF = {
     "vision-encoder-decoder": "vision-encoder-decoder",
     "llava": "llava",
     "idefics3": "idefics3",
+    "paligemma": "paligemma",
 }
 GREEDY = dict(num_beams=1, max_new_tokens=8, min_new_tokens=2)
 
@@ -96,6 +97,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "vision-encoder-decoder": "VisionEncoderDecoderModel",
         "llava": "LlavaForConditionalGeneration",
         "idefics3": "Idefics3ForConditionalGeneration",
+        "paligemma": "PaliGemmaForConditionalGeneration",
     }[kind]
     model = getattr(transformers, cls).from_pretrained(path).eval()
     if kind == "vision-encoder-decoder":
@@ -129,6 +131,11 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
             given = [[im] for im in images] if kind == "idefics3" else images  # one list per text
             inputs = proc(images=given, text=[chat] * len(images), padding=True,
                           return_tensors="pt")  # fmt: skip
+            skip = inputs["input_ids"].shape[1]
+        elif kind == "paligemma":  # the model card: "<image>" + the task prefix
+            proc.tokenizer.padding_side = "left"
+            text = [f"<image>{prompt or 'caption en'}"] * len(images)
+            inputs = proc(images=images, text=text, padding=True, return_tensors="pt")
             skip = inputs["input_ids"].shape[1]
         elif kind == "blip":
             text = [prompt] * len(images) if prompt else None

@@ -31,6 +31,7 @@ KIND_OF = {
     "git": "git",
     "llava": "llava",
     "idefics3": "idefics3",
+    "paligemma": "paligemma",
     "clip": "clip",
     "vit": "vit",
 }

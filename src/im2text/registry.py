@@ -106,6 +106,15 @@ PRESETS: dict[str, Preset] = {
             license="apache-2.0",
         ),
         Preset(
+            name="paligemma2-3b-mix-224",
+            family="paligemma",
+            hub_id="google/paligemma2-3b-mix-224",
+            tasks=("caption", "ask"),
+            description="PaliGemma 2 mix: SigLIP + Gemma 2 2B, task prefixes (gated on the Hub)",
+            generation={"max_new_tokens": 60},
+            license="gemma",
+        ),
+        Preset(
             name="llava-interleave-qwen-0.5b",
             family="llava",
             hub_id="llava-hf/llava-interleave-qwen-0.5b-hf",

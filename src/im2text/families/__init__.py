@@ -25,6 +25,7 @@ from im2text.families.git import Git
 from im2text.families.idefics3 import Idefics3
 from im2text.families.instructblip import InstructBlip
 from im2text.families.llava import Llava
+from im2text.families.paligemma import PaliGemma
 from im2text.families.rapidocr import RapidOcr
 from im2text.families.tesseract import Tesseract
 from im2text.families.vit import Vit
@@ -41,6 +42,7 @@ FAMILIES: dict[str, type[Family]] = {
         Git,
         Llava,
         Idefics3,
+        PaliGemma,
         Clip,
         Vit,
         RapidOcr,

@@ -426,6 +426,38 @@ def _build_idefics3(out: Path) -> None:
     processor.save_pretrained(out)
 
 
+def _build_paligemma(out: Path) -> None:
+    """PaliGemma: a tiny SigLIP (32 px, 8 px patches: 16 image tokens) + Gemma, the processor
+    layout of google/paligemma-* (its 1,152 <loc>/<seg> tokens included)."""
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+    )
+
+    tok = _bpe_tokenizer("GPT2Tokenizer", pad_token="<pad>")
+    tok.add_special_tokens({"bos_token": "<bos>", "eos_token": "<eos>",
+                            "additional_special_tokens": ["<image>"]})  # fmt: skip
+    tok.image_token, tok.image_token_id = "<image>", tok.convert_tokens_to_ids("<image>")
+    improc = SiglipImageProcessor(size={"height": _IMAGE, "width": _IMAGE})
+    improc.image_seq_length = (_IMAGE // 8) ** 2  # type: ignore[attr-defined]
+    processor = PaliGemmaProcessor(image_processor=improc, tokenizer=tok)  # adds <loc>/<seg>
+    text = dict(model_type="gemma", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                max_position_embeddings=128, initializer_range=0.2, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(model_type="siglip_vision_model", image_size=_IMAGE, patch_size=8, **_TINY)
+    config = PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=32,
+                             image_token_index=tok.image_token_id)  # fmt: skip
+    model = PaliGemmaForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    gen.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
 def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     """ViT encoder + GPT-2 decoder (the vit-gpt2 layout: image processor + tokenizer files)."""
     from transformers import (
@@ -624,6 +656,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "vision-encoder-decoder": _build_vision_encoder_decoder,
     "llava": _build_llava,
     "idefics3": _build_idefics3,
+    "paligemma": _build_paligemma,
 }
 TINY_KINDS: tuple[str, ...] = tuple(_BUILDERS)
 # The captioning families (the generative ones; every kind above is built by the tests).
@@ -636,6 +669,7 @@ TINY_FAMILIES: tuple[str, ...] = (
     "vision-encoder-decoder",
     "llava",
     "idefics3",
+    "paligemma",
 )
 
 
