@@ -4,7 +4,9 @@ prompting, batching and fine-tuning them; each family file adds only its quirks.
 Every prompt is a user turn of the processor's chat template with the image first (the
 processor expands the image placeholder into the model's image tokens); the LLMs are
 decoder-only, so a batch is padded on the left and the answer is the generated tail; a caption
-is the answer to an instruction (`default_prompt`), never a continuation of the prompt.
+is the answer to an instruction (`default_prompt`), never a continuation of the prompt. To train,
+the image encoder stays frozen and LoRA goes on the LLM. (PaliGemma shares all of it but the
+template: its prompts are task prefixes.)
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ class ChatVlm(GenerativeFamily):
 
     def lora_targets(self) -> list[str]:
         """The LLM's attention projections by full name (image encoders share the names)."""
+        vision = f".{self.vision_module}."
         return [
             name
             for name, _ in self.model.named_modules()
-            if "language_model" in name and name.endswith(("q_proj", "v_proj"))
+            if name.endswith(("q_proj", "v_proj")) and vision not in f".{name}"
         ]
