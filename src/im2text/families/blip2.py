@@ -53,6 +53,13 @@ class QFormerHeads(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
+    def save(self, directory: str | Path) -> None:
+        """Write the heads beside a checkpoint in `directory` (`QFORMER_HEADS`)."""
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(Path(directory) / QFORMER_HEADS))
+
     def itg_logits(self, states: torch.Tensor) -> torch.Tensor:
         """(B, T, H) text states -> (B, T, V) next-token logits."""
         return F.linear(self.itg_transform(states), self.embeddings.word_embeddings.weight,
@@ -276,11 +283,7 @@ class Blip2(GenerativeFamily):
         (so stage 2, or more of stage 1, continues from the same folder)."""
         super().save_pretrained(directory)
         if self.qformer_heads is not None or self._beside(QFORMER_HEADS):
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().contiguous().cpu()
-                     for k, v in self._heads().state_dict().items()}  # fmt: skip
-            save_file(state, str(Path(directory) / QFORMER_HEADS))
+            self._heads().save(directory)
         if self._qformer_tokenizer is not None or self._beside(
             f"{QFORMER_TOKENIZER}/tokenizer_config.json"
         ):

@@ -73,7 +73,6 @@ def compose_blip2(
     weight is drawn from `seed`: the same arguments build the same checkpoint.
     """
     import torch
-    from safetensors.torch import save_file
     from transformers import (
         AutoConfig,
         AutoImageProcessor,
@@ -87,7 +86,7 @@ def compose_blip2(
         Blip2VisionConfig,
     )
 
-    from im2text.families.blip2 import QFORMER_HEADS, QFORMER_TOKENIZER
+    from im2text.families.blip2 import QFORMER_TOKENIZER
 
     vision_cfg, vision_state = _vision_tower(vision)
     lm_config = AutoConfig.from_pretrained(llm)
@@ -158,7 +157,7 @@ def compose_blip2(
     )
     processor.save_pretrained(out)
     q_tokenizer.save_pretrained(str(out / QFORMER_TOKENIZER))
-    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, str(out / QFORMER_HEADS))
+    heads.save(out)
     return out
 
 

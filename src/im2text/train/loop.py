@@ -106,13 +106,13 @@ def fit(
     """
     if not train_set:
         raise ValueError("the training set is empty: nothing to train on")
-    if config.metric is None:
-        config = _with_default_metric(config, val_set)
-    out = Path(config.output)
-    _claim_run_folder(out, config)
     family = model.family
     _require_trainable(family)
-    objectives = _objectives(family, config)
+    objectives = _objectives(family, config)  # refused runs claim no folder
+    if config.metric is None:
+        config = _with_default_metric(config, val_set, objectives)
+    out = Path(config.output)
+    _claim_run_folder(out, config)
     net = family.model
     device = family.device
     _set_seed(config.seed)
@@ -332,10 +332,12 @@ def _objectives(family: Any, config: TrainConfig) -> tuple[str, ...]:
     return objectives
 
 
-def _with_default_metric(config: TrainConfig, val_set: Sequence[Example]) -> TrainConfig:
+def _with_default_metric(
+    config: TrainConfig, val_set: Sequence[Example], objectives: tuple[str, ...]
+) -> TrainConfig:
     from dataclasses import replace
 
-    if config.task == "retrieval" or config.stage == 1:
+    if config.task == "retrieval" or "lm" not in objectives:  # nothing generated: retrieval
         return replace(config, metric="mean_recall")
     if config.task == "caption":
         return replace(config, metric="cider")
