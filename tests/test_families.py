@@ -23,6 +23,8 @@ FAMILY_OF = {
     "llava": "llava",
     "idefics3": "idefics3",
     "paligemma": "paligemma",
+    "qwen2.5-vl": "qwen-vl",
+    "qwen3-vl": "qwen-vl",
 }
 GREEDY = dict(num_beams=1, max_new_tokens=8, min_new_tokens=2)
 
@@ -98,6 +100,8 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "llava": "LlavaForConditionalGeneration",
         "idefics3": "Idefics3ForConditionalGeneration",
         "paligemma": "PaliGemmaForConditionalGeneration",
+        "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
+        "qwen3-vl": "Qwen3VLForConditionalGeneration",
     }[kind]
     model = getattr(transformers, cls).from_pretrained(path).eval()
     if kind == "vision-encoder-decoder":
@@ -108,6 +112,9 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         ids = start + (tok(prompt, add_special_tokens=False).input_ids if prompt else [])
         inputs["decoder_input_ids"] = torch.tensor([ids] * len(images))
         skip = len(ids)
+    elif kind.startswith("qwen"):
+        inputs, tok = _qwen_by_hand(path, images, prompt)
+        skip = inputs["input_ids"].shape[1]
     else:
         proc = transformers.AutoProcessor.from_pretrained(path)
         tok = proc.tokenizer
@@ -151,6 +158,30 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
     return [t.strip() for t in tok.batch_decode(out[:, skip:], skip_special_tokens=True)]
 
 
+def _qwen_by_hand(path: str, images, prompt: str | None):
+    """Qwen-VL inputs as the model card's processor makes them, written out (its processor
+    class needs torchvision to load here): the chat template, each `<|image_pad|>` repeated
+    once per merged patch of that image's grid, left padding."""
+    improc = transformers.AutoImageProcessor.from_pretrained(path)
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    text = prompt or "Describe the image in one sentence."
+    turn = [{"type": "image"}, {"type": "text", "text": text}]
+    chat = tok.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
+                                   add_generation_prompt=True)  # fmt: skip
+    pix = improc(images=images, return_tensors="pt")
+    merge = improc.merge_size**2
+    rows = []
+    for thw in pix["image_grid_thw"]:
+        text = chat.replace("<|image_pad|>", "<|image_pad|>" * (int(thw.prod()) // merge))
+        rows.append(tok(text, add_special_tokens=False).input_ids)
+    width = max(map(len, rows))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    # Which tokens are image tokens: without it transformers cannot place the 3-D positions.
+    types = (ids == tok.convert_tokens_to_ids("<|image_pad|>")).int()
+    return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types, **pix}, tok
+
+
 @pytest.mark.parametrize("prompt", [None, "a photo of"])
 def test_equals_plain_transformers_generate(
     kind: str, tiny, model: im2text.Model, prompt: str | None
@@ -190,3 +221,21 @@ def test_score_equals_transformers_transition_scores(model: im2text.Model) -> No
         expected = ts[i, :n].mean().item()
         assert ours[i][0].mean_logprob == pytest.approx(expected, abs=1e-4)
         assert math.exp(ours[i][0].mean_logprob) <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["qwen2.5-vl", "qwen3-vl"])
+def test_dynamic_resolution_mixed_sizes(kind: str, tiny) -> None:
+    """Images of different sizes in one batch get different token counts (their own grids);
+    the batch equals one-at-a-time and plain transformers on the same images."""
+    model = im2text.load(str(tiny(kind)), batch_size=4)
+    sizes = [(40, 40), (120, 50), (30, 140), (200, 200)]
+    imgs = [random_images(1, seed=i, size=s)[0] for i, s in enumerate(sizes)]
+    inputs = model.family.prepare(imgs, [None] * 4)
+    pads = (inputs["input_ids"] == model.family.model.config.image_token_id).sum(-1)
+    assert len(set(pads.tolist())) >= 3  # each image its own number of tokens
+    batched = model.caption(imgs, batch_size=4, **GREEDY)
+    single = [model.caption(im, batch_size=1, **GREEDY) for im in imgs]
+    assert [c.text for c in batched] == [c.text for c in single]
+    for b, s in zip(batched, single, strict=True):
+        assert b.mean_logprob == pytest.approx(s.mean_logprob, abs=1e-4)
+    assert [c.text for c in batched] == _plain_transformers(kind, str(tiny(kind)), imgs, None)

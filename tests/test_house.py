@@ -32,6 +32,7 @@ KIND_OF = {
     "llava": "llava",
     "idefics3": "idefics3",
     "paligemma": "paligemma",
+    "qwen-vl": "qwen2.5-vl",
     "clip": "clip",
     "vit": "vit",
 }

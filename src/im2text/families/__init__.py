@@ -26,6 +26,7 @@ from im2text.families.idefics3 import Idefics3
 from im2text.families.instructblip import InstructBlip
 from im2text.families.llava import Llava
 from im2text.families.paligemma import PaliGemma
+from im2text.families.qwen_vl import QwenVl
 from im2text.families.rapidocr import RapidOcr
 from im2text.families.tesseract import Tesseract
 from im2text.families.vit import Vit
@@ -43,6 +44,7 @@ FAMILIES: dict[str, type[Family]] = {
         Llava,
         Idefics3,
         PaliGemma,
+        QwenVl,
         Clip,
         Vit,
         RapidOcr,

@@ -11,6 +11,8 @@ template: its prompts are task prefixes.)
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -85,3 +87,59 @@ class ChatVlm(GenerativeFamily):
             for name, _ in self.model.named_modules()
             if name.endswith(("q_proj", "v_proj")) and vision not in f".{name}"
         ]
+
+
+def image_only_processor(processor_cls: type, source: str, **hub: Any) -> Any:
+    """`processor_cls` (a processor that also handles video: Qwen2.5-VL / Qwen3-VL,
+    LLaVA-OneVision) from the Hub folder, for images.
+
+    `AutoProcessor` builds these with their video processor, which needs torchvision; where
+    that imports, it is used unchanged. Elsewhere the same processor class is built from its
+    image processor, tokenizer, chat template and saved keywords with no video processor, so
+    every image prompt is expanded by the model's own processor code either way.
+    """
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+    from transformers.utils import cached_file
+
+    try:
+        return AutoProcessor.from_pretrained(source, **hub)
+    except (AttributeError, ImportError, TypeError, ValueError):
+        pass  # no video processor here (transformers' VIDEO_PROCESSOR_MAPPING needs torchvision)
+
+    def read(name: str) -> str | None:
+        path = cached_file(source, name, _raise_exceptions_for_missing_entries=False, **hub)
+        return open(path, encoding="utf-8").read() if path else None
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+    template = read("chat_template.jinja")
+    if template is None and (saved := read("chat_template.json")) is not None:
+        template = json.loads(saved).get("chat_template")
+    saved_kwargs = json.loads(read("processor_config.json") or "{}")
+    allowed = set(processor_cls.__init__.__code__.co_varnames)
+    kwargs = {k: v for k, v in saved_kwargs.items() if k in allowed and k != "chat_template"}
+
+    class ImageOnly(processor_cls):  # type: ignore[misc, valid-type]
+        def check_argument_for_proper_class(self, name: str, argument: Any) -> Any:
+            if name == "video_processor" and argument is None:
+                return None  # images only: the video processor is never called
+            return super().check_argument_for_proper_class(name, argument)
+
+        def save_pretrained(self, directory: str, **_: Any) -> None:
+            """The Hub files it was built from (the video processor's are not ours to write)."""
+            out = Path(directory)
+            out.mkdir(parents=True, exist_ok=True)
+            self.image_processor.save_pretrained(out)
+            self.tokenizer.save_pretrained(out)
+            if self.chat_template:
+                (out / "chat_template.jinja").write_text(self.chat_template, encoding="utf-8")
+            if kwargs:
+                (out / "processor_config.json").write_text(json.dumps(kwargs, indent=2))
+
+    ImageOnly.__name__ = ImageOnly.__qualname__ = processor_cls.__name__
+    return ImageOnly(
+        image_processor=AutoImageProcessor.from_pretrained(source, **hub),
+        tokenizer=tokenizer,
+        video_processor=None,
+        chat_template=template or tokenizer.chat_template,
+        **kwargs,
+    )

@@ -458,6 +458,71 @@ def _build_paligemma(out: Path) -> None:
     processor.save_pretrained(out)
 
 
+# Qwen's ChatML with the Qwen-VL image markers and the default system turn of Qwen2.5-VL.
+_QWEN_VL_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant."
+    "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _build_qwen_vl(out: Path, *, version: int = 25) -> None:
+    """Qwen2.5-VL (`version=25`) or Qwen3-VL (30): a tiny ViT at the image's own resolution
+    (14 / 16 px patches, 2x2 merged: a 56x28 image is 2 tokens), a Qwen LM with multimodal
+    rotary positions; the Hub files (image processor, tokenizer, chat template, no video
+    processor)."""
+    import transformers
+    from transformers import Qwen2VLImageProcessor
+
+    tok = _bpe_tokenizer("Qwen2Tokenizer", pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+        "<|video_pad|>"]})  # fmt: skip
+    ids = tok.convert_tokens_to_ids
+    patch = 14 if version == 25 else 16
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                max_position_embeddings=256, initializer_range=0.2,
+                bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
+                pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision: dict[str, Any] = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                                  out_hidden_size=32, patch_size=patch, spatial_merge_size=2,
+                                  temporal_patch_size=2)  # fmt: skip
+    if version == 25:
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
+                                   "mrope_section": [2, 3, 3]}  # fmt: skip
+        vision.update(window_size=4 * patch, fullatt_block_indexes=[1])
+        cfg_cls, model_cls = "Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"
+    else:
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
+                                   "mrope_section": [2, 3, 3],
+                                   "mrope_interleaved": True}  # fmt: skip
+        vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0])
+        cfg_cls, model_cls = "Qwen3VLConfig", "Qwen3VLForConditionalGeneration"
+    config = getattr(transformers, cfg_cls)(
+        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False,
+    )  # fmt: skip
+    model = getattr(transformers, model_cls)(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = text["bos_token_id"], text["eos_token_id"]
+    gen.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    # Small bounds so tests see images of 1 to 16 tokens (the real ones allow ~16k).
+    grid = patch * 2
+    Qwen2VLImageProcessor(
+        patch_size=patch, merge_size=2, temporal_patch_size=2,
+        size={"shortest_edge": grid * grid, "longest_edge": 16 * grid * grid},
+    ).save_pretrained(out)  # fmt: skip
+    tok.chat_template = _QWEN_VL_TEMPLATE
+    tok.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(_QWEN_VL_TEMPLATE)
+
+
 def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     """ViT encoder + GPT-2 decoder (the vit-gpt2 layout: image processor + tokenizer files)."""
     from transformers import (
@@ -657,6 +722,8 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "llava": _build_llava,
     "idefics3": _build_idefics3,
     "paligemma": _build_paligemma,
+    "qwen2.5-vl": _build_qwen_vl,
+    "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
 TINY_KINDS: tuple[str, ...] = tuple(_BUILDERS)
 # The captioning families (the generative ones; every kind above is built by the tests).
@@ -670,6 +737,8 @@ TINY_FAMILIES: tuple[str, ...] = (
     "llava",
     "idefics3",
     "paligemma",
+    "qwen2.5-vl",
+    "qwen3-vl",
 )
 
 
