@@ -23,6 +23,7 @@ FAMILY_OF = {
     "llava": "llava",
     "idefics3": "idefics3",
     "paligemma": "paligemma",
+    "llava-onevision": "llava",
     "qwen2.5-vl": "qwen-vl",
     "qwen3-vl": "qwen-vl",
 }
@@ -100,6 +101,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "llava": "LlavaForConditionalGeneration",
         "idefics3": "Idefics3ForConditionalGeneration",
         "paligemma": "PaliGemmaForConditionalGeneration",
+        "llava-onevision": "LlavaOnevisionForConditionalGeneration",
         "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
         "qwen3-vl": "Qwen3VLForConditionalGeneration",
     }[kind]
@@ -114,6 +116,9 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         skip = len(ids)
     elif kind.startswith("qwen"):
         inputs, tok = _qwen_by_hand(path, images, prompt)
+        skip = inputs["input_ids"].shape[1]
+    elif kind == "llava-onevision":
+        inputs, tok = _onevision_by_hand(model, path, images, prompt)
         skip = inputs["input_ids"].shape[1]
     else:
         proc = transformers.AutoProcessor.from_pretrained(path)
@@ -158,28 +163,55 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
     return [t.strip() for t in tok.batch_decode(out[:, skip:], skip_special_tokens=True)]
 
 
+def _left_padded(rows: list[list[int]], pad: int) -> dict[str, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _chat(tok, prompt: str | None) -> str:
+    text = prompt or "Describe the image in one sentence."
+    turn = [{"type": "image"}, {"type": "text", "text": text}]
+    return tok.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
+                                   add_generation_prompt=True)  # fmt: skip
+
+
+def _onevision_by_hand(model, path: str, images, prompt: str | None):
+    """LLaVA-OneVision inputs written out (its processor class needs torchvision to load here):
+    each image's `<image>` repeated as many times as the model itself makes features for it
+    (anyres tiles + newline tokens), left padding."""
+    improc = transformers.AutoImageProcessor.from_pretrained(path)
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    pix = improc(images=images, return_tensors="pt")
+    with torch.no_grad():
+        feats = model.model.get_image_features(
+            pixel_values=pix["pixel_values"], image_sizes=pix["image_sizes"],
+            vision_feature_layer=-1, vision_feature_select_strategy="full", return_dict=True,
+        ).pooler_output  # fmt: skip
+    chat = _chat(tok, prompt)
+    rows = [tok(chat.replace("<image>", "<image>" * len(f)), add_special_tokens=False).input_ids
+            for f in feats]  # fmt: skip
+    return {**_left_padded(rows, tok.pad_token_id), **pix}, tok
+
+
 def _qwen_by_hand(path: str, images, prompt: str | None):
     """Qwen-VL inputs as the model card's processor makes them, written out (its processor
     class needs torchvision to load here): the chat template, each `<|image_pad|>` repeated
     once per merged patch of that image's grid, left padding."""
     improc = transformers.AutoImageProcessor.from_pretrained(path)
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    text = prompt or "Describe the image in one sentence."
-    turn = [{"type": "image"}, {"type": "text", "text": text}]
-    chat = tok.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
-                                   add_generation_prompt=True)  # fmt: skip
+    chat = _chat(tok, prompt)
     pix = improc(images=images, return_tensors="pt")
     merge = improc.merge_size**2
     rows = []
     for thw in pix["image_grid_thw"]:
         text = chat.replace("<|image_pad|>", "<|image_pad|>" * (int(thw.prod()) // merge))
         rows.append(tok(text, add_special_tokens=False).input_ids)
-    width = max(map(len, rows))
-    ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    inputs = _left_padded(rows, tok.pad_token_id)
     # Which tokens are image tokens: without it transformers cannot place the 3-D positions.
-    types = (ids == tok.convert_tokens_to_ids("<|image_pad|>")).int()
-    return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types, **pix}, tok
+    types = (inputs["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).int()
+    return {**inputs, "mm_token_type_ids": types, **pix}, tok
 
 
 @pytest.mark.parametrize("prompt", [None, "a photo of"])
@@ -223,7 +255,7 @@ def test_score_equals_transformers_transition_scores(model: im2text.Model) -> No
         assert math.exp(ours[i][0].mean_logprob) <= 1.0
 
 
-@pytest.mark.parametrize("kind", ["qwen2.5-vl", "qwen3-vl"])
+@pytest.mark.parametrize("kind", ["qwen2.5-vl", "qwen3-vl", "llava-onevision"])
 def test_dynamic_resolution_mixed_sizes(kind: str, tiny) -> None:
     """Images of different sizes in one batch get different token counts (their own grids);
     the batch equals one-at-a-time and plain transformers on the same images."""

@@ -11,6 +11,7 @@ template: its prompts are task prefixes.)
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -115,7 +116,7 @@ def image_only_processor(processor_cls: type, source: str, **hub: Any) -> Any:
     if template is None and (saved := read("chat_template.json")) is not None:
         template = json.loads(saved).get("chat_template")
     saved_kwargs = json.loads(read("processor_config.json") or "{}")
-    allowed = set(processor_cls.__init__.__code__.co_varnames)
+    allowed = set(inspect.signature(processor_cls).parameters)
     kwargs = {k: v for k, v in saved_kwargs.items() if k in allowed and k != "chat_template"}
 
     class ImageOnly(processor_cls):  # type: ignore[misc, valid-type]

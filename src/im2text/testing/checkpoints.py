@@ -12,6 +12,7 @@ token id in the configs comes from our own vocabulary (never from a real model's
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -378,6 +379,48 @@ def _build_llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
+def _build_llava_onevision(out: Path) -> None:
+    """LLaVA-OneVision: a tiny SigLIP (32 px tiles, 8 px patches: 16 tokens a tile), a Qwen2 LM,
+    "anyres" tiling on a small grid of pinpoints (a wide image gets more tiles than a square
+    one); the Hub files with the ChatML template and no video processor."""
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+    )
+
+    tok = _bpe_tokenizer("Qwen2Tokenizer", pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<|im_start|>", "<|im_end|>", "<image>", "<video>"]})  # fmt: skip
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    text = dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                max_position_embeddings=512, initializer_range=0.2, bos_token_id=eos,
+                eos_token_id=eos, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(model_type="siglip_vision_model", image_size=_IMAGE, patch_size=8, **_TINY)
+    config = LlavaOnevisionConfig(
+        vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_9", tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = eos, eos, tok.pad_token_id
+    model.save_pretrained(out)
+    LlavaOnevisionImageProcessor(
+        size={"height": _IMAGE, "width": _IMAGE}, image_grid_pinpoints=pinpoints
+    ).save_pretrained(out)
+    template = _QWEN_VL_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>\n")
+    tok.chat_template = template
+    tok.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(template)
+    (out / "processor_config.json").write_text(json.dumps({
+        "num_image_tokens": (_IMAGE // 8) ** 2, "vision_feature_select_strategy": "full",
+        "vision_aspect_ratio": "anyres_max_9", "image_token": "<image>"}))  # fmt: skip
+
+
 # SmolVLM's conversation format: "User:<image> {prompt}<end_of_utterance>\nAssistant: ...".
 _IDEFICS3_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}:"
@@ -722,6 +765,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "llava": _build_llava,
     "idefics3": _build_idefics3,
     "paligemma": _build_paligemma,
+    "llava-onevision": _build_llava_onevision,
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
@@ -737,6 +781,7 @@ TINY_FAMILIES: tuple[str, ...] = (
     "llava",
     "idefics3",
     "paligemma",
+    "llava-onevision",
     "qwen2.5-vl",
     "qwen3-vl",
 )
