@@ -24,6 +24,8 @@ FAMILY_OF = {
     "idefics3": "idefics3",
     "paligemma": "paligemma",
     "llava-onevision": "llava",
+    "gemma3": "image-text-to-text",
+    "llava-next": "image-text-to-text",  # no family names llava_next: the generic one runs it
     "qwen2.5-vl": "qwen-vl",
     "qwen3-vl": "qwen-vl",
 }
@@ -102,6 +104,8 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "idefics3": "Idefics3ForConditionalGeneration",
         "paligemma": "PaliGemmaForConditionalGeneration",
         "llava-onevision": "LlavaOnevisionForConditionalGeneration",
+        "gemma3": "Gemma3ForConditionalGeneration",
+        "llava-next": "LlavaNextForConditionalGeneration",
         "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
         "qwen3-vl": "Qwen3VLForConditionalGeneration",
     }[kind]
@@ -132,7 +136,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
                 "input_ids": torch.tensor([ids] * len(images)),
             }
             skip = len(ids)
-        elif kind in ("llava", "idefics3"):  # the model cards: a conversation, the template
+        elif kind in ("llava", "idefics3", "gemma3", "llava-next"):  # the model cards
             turn = [
                 {"type": "image"},
                 {"type": "text", "text": prompt or "Describe the image in one sentence."},
@@ -140,7 +144,8 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
             chat = proc.apply_chat_template([{"role": "user", "content": turn}],
                                             add_generation_prompt=True)  # fmt: skip
             proc.tokenizer.padding_side = "left"
-            given = [[im] for im in images] if kind == "idefics3" else images  # one list per text
+            nested = kind in ("idefics3", "gemma3")
+            given = [[im] for im in images] if nested else images  # one list per text
             inputs = proc(images=given, text=[chat] * len(images), padding=True,
                           return_tensors="pt")  # fmt: skip
             skip = inputs["input_ids"].shape[1]

@@ -33,6 +33,7 @@ KIND_OF = {
     "idefics3": "idefics3",
     "paligemma": "paligemma",
     "qwen-vl": "qwen2.5-vl",
+    "image-text-to-text": "gemma3",
     "clip": "clip",
     "vit": "vit",
 }

@@ -233,7 +233,10 @@ def test_bf16_autocast_and_grad_accumulation_train(tiny, tmp_path: Path) -> None
     assert all(math.isfinite(x) for x in losses)
 
 
-@pytest.mark.parametrize("kind", ["llava", "idefics3", "paligemma", "llava-onevision", "qwen2.5-vl", "qwen3-vl"])
+@pytest.mark.parametrize(
+    "kind",
+    ["llava", "idefics3", "paligemma", "llava-onevision", "gemma3", "qwen2.5-vl", "qwen3-vl"],
+)
 def test_vlms_train_on_the_answer_only(kind: str, tiny, tmp_path: Path) -> None:
     """Chat VLMs and PaliGemma: the loss covers the answer (and the EOS that closes it), never
     the image tokens, the instruction or the template; the image encoder stays frozen; LoRA

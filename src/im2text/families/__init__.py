@@ -23,6 +23,7 @@ from im2text.families.clip import Clip
 from im2text.families.encoder_decoder import VisionEncoderDecoder
 from im2text.families.git import Git
 from im2text.families.idefics3 import Idefics3
+from im2text.families.image_text_to_text import ImageTextToText
 from im2text.families.instructblip import InstructBlip
 from im2text.families.llava import Llava
 from im2text.families.paligemma import PaliGemma
@@ -45,6 +46,7 @@ FAMILIES: dict[str, type[Family]] = {
         Idefics3,
         PaliGemma,
         QwenVl,
+        ImageTextToText,
         Clip,
         Vit,
         RapidOcr,
@@ -67,6 +69,8 @@ def family_for_config(model_type: str, architectures: list[str] | None = None) -
     the head is unknown and the model type has several families (BLIP: caption, VQA, ITM).
     """
     candidates = [f for f in FAMILIES.values() if model_type in f.model_types]
+    if not candidates and ImageTextToText.handles(architectures):
+        return ImageTextToText  # a chat VLM no family names: the generic chat-template one
     if not candidates:
         known = sorted({t for f in FAMILIES.values() for t in f.model_types})
         raise CheckpointError(

@@ -379,6 +379,41 @@ def _build_llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
+def _build_llava_next(out: Path) -> None:
+    """LLaVA-NeXT (a model type no im2text family names: it runs through the generic
+    image-text-to-text family): the LLaVA tower + Llama with "anyres" tiles, its own processor
+    and the LLaVA chat template."""
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    tok, _ = _blip2_lm("opt")
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                max_position_embeddings=512, initializer_range=0.2, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(model_type="clip_vision_model", image_size=_IMAGE, patch_size=8,
+                  projection_dim=32, **_TINY)  # fmt: skip
+    config = LlavaNextConfig(vision_config=vision, text_config=text,
+                             image_token_index=tok.convert_tokens_to_ids("<image>"),
+                             image_grid_pinpoints=pinpoints, vision_feature_layer=-1)  # fmt: skip
+    model = LlavaNextForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    gen.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    improc = LlavaNextImageProcessor(size={"shortest_edge": _IMAGE}, image_grid_pinpoints=pinpoints,
+                                     crop_size={"height": _IMAGE, "width": _IMAGE})  # fmt: skip
+    LlavaNextProcessor(image_processor=improc, tokenizer=tok, patch_size=8,
+                       vision_feature_select_strategy="default", chat_template=_LLAVA_TEMPLATE,
+                       image_token="<image>", num_additional_image_tokens=1,
+                       ).save_pretrained(out)  # fmt: skip
+
+
 def _build_llava_onevision(out: Path) -> None:
     """LLaVA-OneVision: a tiny SigLIP (32 px tiles, 8 px patches: 16 tokens a tile), a Qwen2 LM,
     "anyres" tiling on a small grid of pinpoints (a wide image gets more tiles than a square
@@ -400,7 +435,8 @@ def _build_llava_onevision(out: Path) -> None:
                 eos_token_id=eos, pad_token_id=tok.pad_token_id)  # fmt: skip
     vision = dict(model_type="siglip_vision_model", image_size=_IMAGE, patch_size=8, **_TINY)
     config = LlavaOnevisionConfig(
-        vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_config=vision, text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
         vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
         vision_aspect_ratio="anyres_max_9", tie_word_embeddings=False,
@@ -419,6 +455,57 @@ def _build_llava_onevision(out: Path) -> None:
     (out / "processor_config.json").write_text(json.dumps({
         "num_image_tokens": (_IMAGE // 8) ** 2, "vision_feature_select_strategy": "full",
         "vision_aspect_ratio": "anyres_max_9", "image_token": "<image>"}))  # fmt: skip
+
+
+# Gemma 3's turns; the image placeholder is <start_of_image>, which its processor expands.
+_GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>"
+    "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def _build_gemma3(out: Path) -> None:
+    """Gemma 3: a tiny SigLIP (32 px, 8 px patches) pooled to 4 soft tokens per image, a Gemma 3
+    LM (sliding + global layers); the processor layout with <start_of_image> / <end_of_image>
+    and the chat template; turns end with <end_of_turn> (the generation EOS)."""
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
+
+    tok = _bpe_tokenizer("GPT2Tokenizer", pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                         extra_special_tokens={"boi_token": "<start_of_image>",
+                                               "eoi_token": "<end_of_image>",
+                                               "image_token": "<image_soft_token>"})  # fmt: skip
+    tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    ids = tok.convert_tokens_to_ids
+    eot = ids("<end_of_turn>")
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                query_pre_attn_scalar=16, sliding_window=16, max_position_embeddings=256,
+                initializer_range=0.2, bos_token_id=tok.bos_token_id, eos_token_id=eot,
+                pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(model_type="siglip_vision_model", image_size=_IMAGE, patch_size=8, **_TINY)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                          boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
+                          image_token_index=tok.image_token_id)  # fmt: skip
+    model = Gemma3ForConditionalGeneration(config).eval()
+    # transformers initialises the image projection to zeros (images would change nothing).
+    torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.5)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = tok.bos_token_id, [tok.eos_token_id, eot]
+    gen.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out)
+    improc = Gemma3ImageProcessor(size={"height": _IMAGE, "width": _IMAGE})
+    Gemma3Processor(image_processor=improc, tokenizer=tok, chat_template=_GEMMA3_TEMPLATE,
+                    image_seq_length=4).save_pretrained(out)  # fmt: skip
 
 
 # SmolVLM's conversation format: "User:<image> {prompt}<end_of_utterance>\nAssistant: ...".
@@ -766,6 +853,8 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "idefics3": _build_idefics3,
     "paligemma": _build_paligemma,
     "llava-onevision": _build_llava_onevision,
+    "gemma3": _build_gemma3,
+    "llava-next": _build_llava_next,
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
@@ -782,6 +871,8 @@ TINY_FAMILIES: tuple[str, ...] = (
     "idefics3",
     "paligemma",
     "llava-onevision",
+    "gemma3",
+    "llava-next",
     "qwen2.5-vl",
     "qwen3-vl",
 )
