@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,7 +28,7 @@ class ChatVlm(GenerativeFamily):
     tasks = ("caption", "ask")
     prompt_is_prefix = False  # prompts are instructions in the user turn
     default_prompt = "Describe the image in one sentence."
-    vision_module: ClassVar[str] = "vision_tower"  # the image encoder's name (frozen to train)
+    vision_module: str = "vision_tower"  # the image encoder's name (frozen to train)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
