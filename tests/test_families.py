@@ -26,6 +26,7 @@ FAMILY_OF = {
     "llava-onevision": "llava",
     "gemma3": "image-text-to-text",
     "llava-next": "image-text-to-text",  # no family names llava_next: the generic one runs it
+    "florence2": "florence2",
     "qwen2.5-vl": "qwen-vl",
     "qwen3-vl": "qwen-vl",
 }
@@ -106,6 +107,7 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
         "llava-onevision": "LlavaOnevisionForConditionalGeneration",
         "gemma3": "Gemma3ForConditionalGeneration",
         "llava-next": "LlavaNextForConditionalGeneration",
+        "florence2": "Florence2ForConditionalGeneration",
         "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
         "qwen3-vl": "Qwen3VLForConditionalGeneration",
     }[kind]
@@ -149,6 +151,10 @@ def _plain_transformers(kind: str, path: str, images, prompt: str | None):
             inputs = proc(images=given, text=[chat] * len(images), padding=True,
                           return_tensors="pt")  # fmt: skip
             skip = inputs["input_ids"].shape[1]
+        elif kind == "florence2":  # the model card: a task token (or free text) per image
+            text = [prompt or "<CAPTION>"] * len(images)
+            inputs = proc(images=images, text=text, padding=True, return_tensors="pt")
+            skip = 1  # the decoder start token
         elif kind == "paligemma":  # the model card: "<image>" + the task prefix
             proc.tokenizer.padding_side = "left"
             text = [f"<image>{prompt or 'caption en'}"] * len(images)

@@ -34,6 +34,7 @@ KIND_OF = {
     "paligemma": "paligemma",
     "qwen-vl": "qwen2.5-vl",
     "image-text-to-text": "gemma3",
+    "florence2": "florence2",
     "clip": "clip",
     "vit": "vit",
 }
@@ -44,6 +45,7 @@ RUN = {
     "caption": lambda m, ims: m.caption(ims, max_new_tokens=3, num_beams=1),
     "ask": lambda m, ims: m.ask(ims, "what is it?", max_new_tokens=3, num_beams=1),
     "read": lambda m, ims: m.read(ims, page=False, max_new_tokens=3, num_beams=1),
+    "detect": lambda m, ims: m.detect(ims, max_new_tokens=9, num_beams=1),
     "match": lambda m, ims: m.match(ims, ["a cat", "a dog"]),
     "classify": lambda m, ims: m.classify(ims, None if m.family.key == "vit" else ["cat", "dog"]),
     "embed": lambda m, ims: m.embed_iter(im2text.images.expand_inputs(ims)),

@@ -19,10 +19,12 @@ from im2text.results import (
     Candidate,
     Caption,
     Classification,
+    Detection,
     Embedding,
     Line,
     Match,
     Reading,
+    Region,
 )
 from im2text.tasks import TASKS
 
@@ -35,6 +37,7 @@ __all__ = [
     "Caption",
     "CheckpointError",
     "Classification",
+    "Detection",
     "Embedding",
     "EngineConfig",
     "GenerationSettings",
@@ -47,6 +50,7 @@ __all__ = [
     "ModelNotAvailableError",
     "Preset",
     "Reading",
+    "Region",
     "__version__",
     "download",
     "list_models",

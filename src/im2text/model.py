@@ -21,7 +21,15 @@ from im2text.config import GPU_BATCH_SIZE, GenerationSettings, LoadSettings, Pre
 from im2text.engine.device import limit_threads, resolve_device, resolve_dtype
 from im2text.families import FAMILIES, CheckpointError, Family, Matcher, family_for_config
 from im2text.images import ImageError, ImageSource, expand_inputs
-from im2text.results import Answer, Caption, Classification, Embedding, Match, Reading
+from im2text.results import (
+    Answer,
+    Caption,
+    Classification,
+    Detection,
+    Embedding,
+    Match,
+    Reading,
+)
 from im2text.tasks import TASKS, TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -127,7 +135,7 @@ class Model:
                 f"{spec.name} takes no parameter(s) {', '.join(sorted(rest))}; "
                 f"it takes: {', '.join(sorted(names)) or 'none'}"
             )
-        if "prompt" in names and kwargs.get("prompt") is None:
+        if "prompt" in names and kwargs.get("prompt") is None and kwargs.get("style") is None:
             kwargs["prompt"] = self.prompt  # the preset's caption prompt
         if kwargs.get("rerank") is not None:
             kwargs["rerank"] = self._reranker(kwargs["rerank"])
@@ -166,6 +174,7 @@ class Model:
         images: Any,
         *,
         prompt: str | None = None,
+        style: str | None = None,
         rerank: str | Model | None = None,
         batch_size: int | None = None,
         progress: bool = False,
@@ -177,6 +186,8 @@ class Model:
             images: a path, directory, glob, bytes, PIL image or array — or a list of them.
             prompt: text the caption should continue (e.g. "a photograph of"); for
                 instruction-following families, the instruction.
+            style: "short", "detailed" or "tags", asked the way the model was taught (a
+                task token or an instruction); `prompt` wins when both are given.
             batch_size: images per forward pass (default: the load setting).
             rerank: order several candidate captions by how well they match the image:
                 "itm" (BLIP ITM, blip-itm-base-coco), "clip" (clip-vit-base-patch32), or any
@@ -192,6 +203,7 @@ class Model:
         stream = self.caption_iter(
             expand_inputs(images),
             prompt=prompt,
+            style=style,
             rerank=rerank,
             batch_size=batch_size,
             progress=progress,
@@ -204,6 +216,7 @@ class Model:
         sources: Iterable[ImageSource],
         *,
         prompt: str | None = None,
+        style: str | None = None,
         rerank: str | Model | None = None,
         batch_size: int | None = None,
         progress: bool = False,
@@ -212,7 +225,7 @@ class Model:
     ) -> Iterator[Caption]:
         """Stream captions for already-expanded sources (what bulk jobs use)."""
         return self.stream(
-            "caption", sources, prompt=prompt, rerank=rerank, batch_size=batch_size,
+            "caption", sources, prompt=prompt, style=style, rerank=rerank, batch_size=batch_size,
             progress=progress, total=total, **generation,
         )  # fmt: skip
 
@@ -328,6 +341,51 @@ class Model:
         return self.stream(
             "read", sources, page=page, batch_size=batch_size, progress=progress, total=total,
             **generation,
+        )  # fmt: skip
+
+    # --- finding regions --------------------------------------------------------------------------
+
+    @overload
+    def detect(self, images: OneImage, **kwargs: Any) -> Detection: ...
+    @overload
+    def detect(self, images: Images, **kwargs: Any) -> list[Detection]: ...
+    @overload
+    def detect(self, images: str | Path, **kwargs: Any) -> Detection | list[Detection]: ...
+
+    def detect(
+        self,
+        images: Any,
+        *,
+        min_score: float = 0.0,
+        batch_size: int | None = None,
+        progress: bool = False,
+        **generation: Any,
+    ) -> Detection | list[Detection]:
+        """Find labelled regions: boxes in the image's pixels with labels and scores.
+
+        Args:
+            min_score: drop regions scoring below this (in [0, 1]).
+        """
+        stream = self.detect_iter(
+            expand_inputs(images), min_score=min_score, batch_size=batch_size,
+            progress=progress, **generation,
+        )  # fmt: skip
+        return self._collect(_is_single(images), stream)
+
+    def detect_iter(
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        min_score: float = 0.0,
+        batch_size: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+        **generation: Any,
+    ) -> Iterator[Detection]:
+        """Stream detections for already-expanded sources."""
+        return self.stream(
+            "detect", sources, min_score=min_score, batch_size=batch_size, progress=progress,
+            total=total, **generation,
         )  # fmt: skip
 
     # --- matching, classification, embeddings ---------------------------------------------------

@@ -152,6 +152,44 @@ class Reading(_Outcome):
 
 
 @dataclass(frozen=True)
+class Region:
+    """One found region: its `label` ("car", or attribute + object: "red car"), box
+    `(x0, y0, x1, y1)` in pixels of the input image, and `score` in [0, 1] (the model's
+    probability of this region's tokens, or the detector's class score)."""
+
+    label: str
+    box: tuple[float, float, float, float]
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "box": [round(v, 1) for v in self.box],
+                "score": _r(self.score)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Detection(_Outcome):
+    """The regions found in one image, best first."""
+
+    regions: tuple[Region, ...] = ()
+    source: str | None = None
+    error: str | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The distinct labels, in order of first appearance (tags for the image)."""
+        return list(dict.fromkeys(r.label for r in self.regions))
+
+    def to_record(self, model: str) -> dict[str, Any]:
+        return {
+            "path": self.source,
+            "labels": self.labels if self.ok else None,
+            "regions": [r.to_dict() for r in self.regions],
+            "model": model,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class Match(_Outcome):
     """How well each text matches one image.
 
@@ -255,8 +293,10 @@ __all__ = [
     "Candidate",
     "Caption",
     "Classification",
+    "Detection",
     "Embedding",
     "Line",
     "Match",
     "Reading",
+    "Region",
 ]

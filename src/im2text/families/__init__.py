@@ -21,6 +21,7 @@ from im2text.families.blip import Blip, BlipItm, BlipVqa
 from im2text.families.blip2 import Blip2
 from im2text.families.clip import Clip
 from im2text.families.encoder_decoder import VisionEncoderDecoder
+from im2text.families.florence2 import Florence2
 from im2text.families.git import Git
 from im2text.families.idefics3 import Idefics3
 from im2text.families.image_text_to_text import ImageTextToText
@@ -47,6 +48,7 @@ FAMILIES: dict[str, type[Family]] = {
         PaliGemma,
         QwenVl,
         ImageTextToText,
+        Florence2,
         Clip,
         Vit,
         RapidOcr,

@@ -3,10 +3,10 @@ generative families.
 
 A family loads one kind of checkpoint and holds every quirk of it (prompt format, special tokens,
 which processor, how the sequence starts). What it can do is declared by implementing small
-`typing.Protocol`s — `Generator`, `Ranker`, `Reader`, `Embedder`, `Matcher`, `Classifier`,
-`Trainable`, `LoraAdaptable` — and by `Family.tasks`; tasks, `Model` and the trainer check those
-with `isinstance` and call nothing else. A CPU-side method (`prepare*`: images + text -> tensors)
-runs in loader threads; model-side methods run in the calling thread.
+`typing.Protocol`s — `Generator`, `Ranker`, `Reader`, `Detector`, `Embedder`, `Matcher`,
+`Classifier`, `Trainable`, `LoraAdaptable` — and by `Family.tasks`; tasks, `Model` and the
+trainer check those with `isinstance` and call nothing else. A CPU-side method (`prepare*`:
+images + text -> tensors) runs in loader threads; model-side methods run in the calling thread.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from im2text.config import GenerationSettings
 from im2text.engine.graphs import BackendSpec, GraphPart
-from im2text.results import Candidate, Line
+from im2text.results import Candidate, Line, Region
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,6 +43,7 @@ class Generator(Protocol):
 
     default_prompt: str | None  # caption prompt when the user gives none
     prompt_is_prefix: bool  # the caption is prompt + continuation (BLIP, GIT), or the answer only
+    caption_styles: dict[str, str]  # "short" / "detailed" / "tags" -> the prompt that asks so
 
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]
@@ -87,6 +88,15 @@ class Reader(Protocol):
         settings: Any = None,
         options: Any = None,  # ReadOptions: the detector techniques a family applies
     ) -> list[list[Line]]: ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds regions: labelled boxes with scores (Florence-2 `<OD>`, region detectors)."""
+
+    def detect(self, images: list[Image.Image], settings: Any = None) -> list[list[Region]]:
+        """Per image, its regions, best first."""
+        ...
 
 
 @runtime_checkable
@@ -306,6 +316,9 @@ class GenerativeFamily(Family, ABC):
     # True: the model continues the prompt, so the caption is prompt + continuation (BLIP, GIT).
     # False: the prompt is an instruction/question and only the generated text is the answer.
     prompt_is_prefix: ClassVar[bool] = True
+    # Named caption styles ("short", "detailed", "tags") -> the prompt or task token that asks
+    # this family for them; `caption(style=...)` refuses a style a family does not list.
+    caption_styles: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def prepare(
@@ -347,6 +360,25 @@ class GenerativeFamily(Family, ABC):
 
         `streamer` (a transformers streamer, batch of one) receives tokens as they are made.
         """
+        tokens, logp, valid = self.generate_tokens(inputs, settings, streamer=streamer)
+        totals, lengths = logp.sum(-1), valid.sum(-1)
+        scores = totals / lengths.clamp(min=1)
+        texts = self.decode(tokens)
+        n = settings.num_return_sequences
+        cands = [
+            Candidate(t.strip(), s, lp, num_tokens=k)
+            for t, s, lp, k in zip(
+                texts, scores.tolist(), totals.tolist(), lengths.tolist(), strict=True
+            )
+        ]
+        return [cands[i : i + n] for i in range(0, len(cands), n)]
+
+    @torch.inference_mode()
+    def generate_tokens(
+        self, inputs: dict[str, torch.Tensor], settings: GenerationSettings, *, streamer: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`model.generate` on a prepared batch: the generated tokens (N, L), each one's
+        log-probability (N, L) and which count (N, L) — see `token_logprobs`."""
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         if settings.do_sample and settings.seed is not None:
             torch.manual_seed(settings.seed)
@@ -359,18 +391,13 @@ class GenerativeFamily(Family, ABC):
             return_dict_in_generate=True,
             output_logits=True,
         )
-        tokens, scores, totals, lengths = score_sequences(
+        return token_logprobs(
             out.sequences, out.logits, getattr(out, "beam_indices", None), self.eos_token_ids()
         )
-        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        n = settings.num_return_sequences
-        cands = [
-            Candidate(t.strip(), s, lp, num_tokens=k)
-            for t, s, lp, k in zip(
-                texts, scores.tolist(), totals.tolist(), lengths.tolist(), strict=True
-            )
-        ]
-        return [cands[i : i + n] for i in range(0, len(cands), n)]
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """Generated ids (N, L) -> texts (families whose outputs carry markup override it)."""
+        return list(self.tokenizer.batch_decode(tokens, skip_special_tokens=True))
 
     def _fit_length(self, kwargs: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
         """Cap max_new_tokens so prompt + answer fit the decoder's learned positions (asking a
@@ -392,13 +419,13 @@ class GenerativeFamily(Family, ABC):
         return self.model.generate(**inputs, **kwargs)
 
 
-def score_sequences(
+def token_logprobs(
     sequences: torch.Tensor,
     logits: tuple[torch.Tensor, ...],
     beam_indices: torch.Tensor | None,
     eos_ids: set[int],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Generated tokens and their log-probability under the raw (unprocessed) logits.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Generated tokens and each one's log-probability under the raw (unprocessed) logits.
 
     Args:
         sequences: (N, S) ids returned by generate (N = batch * num_return_sequences); the
@@ -409,8 +436,7 @@ def score_sequences(
 
     Returns:
         tokens (N, L) of generated ids with padding after EOS replaced by the first EOS id,
-        mean (N,) log-probability per generated token (EOS included), total (N,), and the
-        number of generated tokens (N,).
+        logp (N, L) per-token log-probabilities, and valid (N, L): the tokens that count.
     """
     n = sequences.shape[0]
     if beam_indices is None:
@@ -430,10 +456,22 @@ def score_sequences(
         is_eos = torch.isin(tokens, torch.tensor(sorted(eos_ids), device=tokens.device))
         after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
         valid = valid & ~after_eos
-    total = (logp * valid).sum(-1)
+    tokens = tokens.masked_fill(~valid, min(eos_ids) if eos_ids else 0)
+    return tokens, logp.masked_fill(~valid, 0.0), valid
+
+
+def score_sequences(
+    sequences: torch.Tensor,
+    logits: tuple[torch.Tensor, ...],
+    beam_indices: torch.Tensor | None,
+    eos_ids: set[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`token_logprobs` summed per sequence: tokens (N, L), mean (N,) log-probability per
+    generated token (EOS included), total (N,), and the number of generated tokens (N,)."""
+    tokens, logp, valid = token_logprobs(sequences, logits, beam_indices, eos_ids)
+    total = logp.sum(-1)
     count = valid.sum(-1)
-    mean = total / count.clamp(min=1)
-    return tokens.masked_fill(~valid, min(eos_ids) if eos_ids else 0), mean, total, count
+    return tokens, total / count.clamp(min=1), total, count
 
 
 # Zero-shot prompt ensemble from the CLIP authors' ImageNet notebook (the 7 best templates).

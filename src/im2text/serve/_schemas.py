@@ -76,6 +76,7 @@ REQUESTS: dict[str, type[BaseModel]] = {name: _task_request(spec) for name, spec
 CaptionRequest = REQUESTS["caption"]
 AskRequest = REQUESTS["ask"]
 ReadRequest = REQUESTS["read"]
+DetectRequest = REQUESTS["detect"]
 MatchRequest = REQUESTS["match"]
 ClassifyRequest = REQUESTS["classify"]
 EmbedRequest = REQUESTS["embed"]
@@ -137,6 +138,17 @@ class ReadingRecord(_Record):
     lines: list[LineRecord]
 
 
+class RegionRecord(BaseModel):
+    label: str
+    box: list[float] = Field(description="x0, y0, x1, y1 in pixels.")
+    score: float | None = Field(description="The region's score, in [0, 1].")
+
+
+class DetectionRecord(_Record):
+    labels: list[str] | None = Field(description="The distinct labels, first seen first.")
+    regions: list[RegionRecord]
+
+
 class MatchRecord(_Record):
     texts: list[str]
     similarity: list[float | None]
@@ -172,6 +184,10 @@ class ReadResponse(_Response):
     results: list[ReadingRecord]
 
 
+class DetectResponse(_Response):
+    results: list[DetectionRecord]
+
+
 class MatchResponse(_Response):
     results: list[MatchRecord]
 
@@ -188,6 +204,7 @@ RESPONSES: dict[str, type[_Response]] = {
     "caption": CaptionResponse,
     "ask": AskResponse,
     "read": ReadResponse,
+    "detect": DetectResponse,
     "match": MatchResponse,
     "classify": ClassifyResponse,
     "embed": EmbedResponse,

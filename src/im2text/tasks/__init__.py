@@ -14,13 +14,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from im2text.families.base import Classifier, Embedder, Generator, Matcher, Reader
-from im2text.results import Answer, Caption, Classification, Embedding, Match, Reading
+from im2text.families.base import Classifier, Detector, Embedder, Generator, Matcher, Reader
+from im2text.results import (
+    Answer,
+    Caption,
+    Classification,
+    Detection,
+    Embedding,
+    Match,
+    Reading,
+)
 from im2text.tasks.ask import ask_stream, check_ask
-from im2text.tasks.caption import caption_stream
+from im2text.tasks.caption import caption_stream, check_caption
+from im2text.tasks.detect import detect_stream
 from im2text.tasks.match import check_classify, classify_stream, embed_stream, match_stream
 from im2text.tasks.read import read_stream
 
+CAPTION_STYLES = ("short", "detailed", "tags")  # the named caption styles families map
 _READ_OPTIONS = (  # ReadOptions' techniques, each on by default (benchmarks/scene_text.py)
     ("pad_small", "border around small images / tight crops before detection (default on)"),
     ("whole_image", "nothing detected: recognise the whole image as one line (default on)"),
@@ -89,6 +99,7 @@ TASKS: dict[str, TaskSpec] = {
             help="caption images",
             default_model="blip-base",
             generates=True,
+            check=check_caption,
             params=(
                 Param(
                     "prompt",
@@ -98,6 +109,15 @@ TASKS: dict[str, TaskSpec] = {
                     '"a photograph of"); for instruction models, the instruction',
                     kind="text",
                     flags=("--prompt",),
+                ),
+                Param(
+                    "style",
+                    str | None,
+                    None,
+                    'a named style: "short", "detailed" or "tags", asked in the '
+                    "model's own words (a --prompt wins)",
+                    flags=("--style",),
+                    cli={"choices": CAPTION_STYLES},
                 ),
                 Param(
                     "rerank",
@@ -162,6 +182,28 @@ TASKS: dict[str, TaskSpec] = {
                         cli={"action": argparse.BooleanOptionalAction},
                     )
                     for name, help in _READ_OPTIONS
+                ),
+            ),
+        ),
+        TaskSpec(
+            name="detect",
+            capability=Detector,
+            result=Detection,
+            stream=detect_stream,
+            fields=("path", "labels", "regions", "model", "error"),
+            progress="detecting",
+            help="find labelled regions (boxes with scores)",
+            default_model="florence-2-base",
+            generates=True,
+            params=(
+                Param(
+                    "min_score",
+                    float,
+                    0.0,
+                    "drop regions scoring below this (0-1)",
+                    flags=("--min-score",),
+                    cli={"type": float},
+                    bounds={"ge": 0.0, "le": 1.0},
                 ),
             ),
         ),

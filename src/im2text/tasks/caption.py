@@ -25,9 +25,13 @@ def caption_stream(
     load: LoadSettings,
     generation: GenerationSettings,
     prompt: str | None = None,
+    style: str | None = None,
     rerank: Matcher | None = None,
 ) -> Iterator[Caption]:
     """Caption `sources` lazily; one `Caption` per source, in order, errors included.
+
+    `style` ("short", "detailed", "tags") asks in the family's own words (its task token or
+    instruction); a `prompt` always wins over it.
 
     With a `rerank` matcher (BLIP ITM or CLIP), several candidates are generated and ordered by
     how well they match the image — BLIP's own recipe for choosing a caption.
@@ -36,7 +40,8 @@ def caption_stream(
         raise ValueError(f"{family.key} models do not generate text")
     gen: Generator = family
     reranker = rerank
-    prompt = _sanitize_prompt(prompt) or gen.default_prompt
+    prompt = _sanitize_prompt(prompt) or (style_prompt(family, style) if style else None)
+    prompt = prompt or gen.default_prompt
     if reranker is not None and generation.num_return_sequences == 1:
         n = RERANK_CANDIDATES
         generation = generation.merged(
@@ -73,6 +78,24 @@ def caption_stream(
             ranked = [replace(c, text=_join(prompt, c.text)) for c in ranked]
         best = ranked[0]
         yield Caption(best.text, best.mean_logprob, tuple(ranked), source=item.source.key)
+
+
+def style_prompt(family: Family, style: str) -> str:
+    """The prompt that asks `family` for captions in `style`; ValueError if it has none."""
+    if not isinstance(family, Generator):
+        raise ValueError(f"{family.key} models do not generate text")
+    styles = family.caption_styles
+    if style not in styles:
+        known = ", ".join(styles) or "none"
+        raise ValueError(
+            f"{family.key} models have no {style!r} caption style (they have: {known})"
+        )
+    return styles[style]
+
+
+def check_caption(family: Family, params: dict[str, Any]) -> None:
+    if params.get("style") is not None and params.get("prompt") is None:
+        style_prompt(family, params["style"])
 
 
 RERANK_CANDIDATES = 5  # candidates generated per image when re-ranking and none were asked for

@@ -653,6 +653,64 @@ def _build_qwen_vl(out: Path, *, version: int = 25) -> None:
     (out / "chat_template.jinja").write_text(_QWEN_VL_TEMPLATE)
 
 
+# Florence-2's parsing rules (its processor_config.json): which answers hold boxes or quads.
+_FLORENCE2_PARSING = {
+    "ocr": {
+        "PATTERN": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>"
+        r"<loc_(\d+)><loc_(\d+)><loc_(\d+)>",
+        "AREA_THRESHOLD": 0.0,
+    },
+    "phrase_grounding": {"banned_grounding_tokens": ["the image"]},
+    "pure_text": {},
+    "description_with_bboxes": {},
+    "description_with_polygons": {},
+    "polygons": {},
+    "bboxes": {},
+    "description_with_bboxes_or_polygons": {},
+}
+
+
+def _build_florence2(out: Path) -> None:
+    """Florence-2: a tiny DaViT (4 stages, 64 px: 2x2 tokens + 1 pooled), a BART, the BART
+    tokenizer with the 1,000 <loc_k> tokens and Florence's markup tokens, a CLIP image processor
+    and the parsing rules."""
+    from transformers import (
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
+
+    tok = _bpe_tokenizer("BartTokenizer", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                         unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})  # fmt: skip
+    markup = ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>"]
+    tok.add_special_tokens({"additional_special_tokens":
+                            [*(f"<loc_{k}>" for k in range(1000)), *markup]})  # fmt: skip
+    size = 64
+    vision = dict(depths=[1, 1, 1, 1], embed_dim=[8, 16, 16, 32], num_heads=[1, 1, 1, 2],
+                  num_groups=[1, 1, 1, 2], window_size=2, projection_dim=32,
+                  max_temporal_embeddings=4, max_position_embeddings=8, drop_path_rate=0.0)  # fmt: skip
+    text = dict(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
+                encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                decoder_ffn_dim=64, max_position_embeddings=256, init_std=0.2,
+                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id,
+                forced_eos_token_id=None)  # fmt: skip
+    config = Florence2Config(vision_config=vision, text_config=text,
+                             image_token_id=tok.image_token_id)  # fmt: skip
+    model = Florence2ForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    gen.pad_token_id, gen.decoder_start_token_id = tok.pad_token_id, tok.eos_token_id
+    gen.forced_eos_token_id = None  # (BART's default, id 2, is a text token here)
+    model.save_pretrained(out)
+    improc = CLIPImageProcessor(size={"height": size, "width": size}, do_center_crop=False,
+                                crop_size={"height": size, "width": size})  # fmt: skip
+    improc.image_seq_length = (size // 32) ** 2 + 1  # type: ignore[attr-defined]
+    Florence2Processor(image_processor=improc, tokenizer=tok,
+                       post_processor_config=_FLORENCE2_PARSING).save_pretrained(out)  # fmt: skip
+
+
 def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     """ViT encoder + GPT-2 decoder (the vit-gpt2 layout: image processor + tokenizer files)."""
     from transformers import (
@@ -855,6 +913,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "llava-onevision": _build_llava_onevision,
     "gemma3": _build_gemma3,
     "llava-next": _build_llava_next,
+    "florence2": _build_florence2,
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
@@ -873,6 +932,7 @@ TINY_FAMILIES: tuple[str, ...] = (
     "llava-onevision",
     "gemma3",
     "llava-next",
+    "florence2",
     "qwen2.5-vl",
     "qwen3-vl",
 )
