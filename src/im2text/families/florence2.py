@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -33,7 +33,8 @@ class Florence2(GenerativeFamily):
     tasks = ("caption", "read", "detect")
     default_prompt = "<CAPTION>"
     prompt_is_prefix = False  # the task token asks; the answer is all that is generated
-    caption_styles = {"short": "<CAPTION>", "detailed": "<MORE_DETAILED_CAPTION>", "tags": "<OD>"}
+    caption_styles: ClassVar[dict[str, str]] = {
+        "short": "<CAPTION>", "detailed": "<MORE_DETAILED_CAPTION>", "tags": "<OD>"}  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -124,13 +125,11 @@ class Florence2(GenerativeFamily):
     def detect(self, images: list[Image.Image], settings: Any = None) -> list[list[Region]]:
         """`<OD>`: each box with its label, scored by the probability of its tokens."""
         found = self._located(images, "<OD>", 4, settings or _greedy())
-        return [
-            sorted(
-                (Region(t, (c[0], c[1], c[2], c[3]), p) for t, c, p in spans),
-                key=lambda r: -r.score,
-            )  # fmt: skip
-            for spans, _, _ in found
-        ]
+        out = []
+        for spans, _, _ in found:
+            regions = [Region(t, (c[0], c[1], c[2], c[3]), p) for t, c, p in spans]
+            out.append(sorted(regions, key=lambda r: -r.score))
+        return out
 
     def read(
         self,

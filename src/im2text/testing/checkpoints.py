@@ -682,14 +682,16 @@ def _build_florence2(out: Path) -> None:
     )
 
     tok = _bpe_tokenizer("BartTokenizer", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                         unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})  # fmt: skip
+                         unk_token="<unk>",
+                         extra_special_tokens={"image_token": "<image>"})  # fmt: skip
     markup = ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>"]
     tok.add_special_tokens({"additional_special_tokens":
                             [*(f"<loc_{k}>" for k in range(1000)), *markup]})  # fmt: skip
     size = 64
     vision = dict(depths=[1, 1, 1, 1], embed_dim=[8, 16, 16, 32], num_heads=[1, 1, 1, 2],
                   num_groups=[1, 1, 1, 2], window_size=2, projection_dim=32,
-                  max_temporal_embeddings=4, max_position_embeddings=8, drop_path_rate=0.0)  # fmt: skip
+                  max_temporal_embeddings=4, max_position_embeddings=8,
+                  drop_path_rate=0.0)  # fmt: skip
     text = dict(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
                 encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
                 decoder_ffn_dim=64, max_position_embeddings=256, init_std=0.2,
