@@ -64,6 +64,7 @@ def test_presets_are_complete_data() -> None:
     for p in presets.values():
         assert p.family in FAMILIES, p
         assert p.tasks and p.description
+        assert set(p.tasks) <= set(FAMILIES[p.family].tasks), p  # it can do what it says
         assert "/" in p.hub_id or not FAMILIES[p.family].needs_weights
         im2text.GenerationSettings().merged(**p.generation)  # every preset's settings are valid
     assert presets["blip-base"].hub_id == "Salesforce/blip-image-captioning-base"

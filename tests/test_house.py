@@ -35,6 +35,7 @@ KIND_OF = {
     "qwen-vl": "qwen2.5-vl",
     "image-text-to-text": "gemma3",
     "florence2": "florence2",
+    "got-ocr2": "got-ocr2",
     "clip": "clip",
     "vit": "vit",
 }

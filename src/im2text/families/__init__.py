@@ -23,6 +23,7 @@ from im2text.families.clip import Clip
 from im2text.families.encoder_decoder import VisionEncoderDecoder
 from im2text.families.florence2 import Florence2
 from im2text.families.git import Git
+from im2text.families.got_ocr2 import GotOcr2
 from im2text.families.idefics3 import Idefics3
 from im2text.families.image_text_to_text import ImageTextToText
 from im2text.families.instructblip import InstructBlip
@@ -49,6 +50,7 @@ FAMILIES: dict[str, type[Family]] = {
         QwenVl,
         ImageTextToText,
         Florence2,
+        GotOcr2,
         Clip,
         Vit,
         RapidOcr,

@@ -81,6 +81,10 @@ class Ranker(Protocol):
 class Reader(Protocol):
     """Reads the text in images: lines with boxes and confidences."""
 
+    # False: the lines come in reading order with no positions of their own (each box is the
+    # whole image: VLMs that answer with the text), so they are never re-ordered by box.
+    line_positions: bool
+
     def read(
         self,
         images: list[Image.Image],
@@ -204,6 +208,7 @@ class Family:
     vision_tower: ClassVar[str | None] = None  # attribute path of the image encoder (dedupe)
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
     needs_tokenizer: ClassVar[bool] = True  # False for image-only models (ViT classifiers)
+    line_positions: ClassVar[bool] = True  # read lines carry their own boxes (see Reader)
     tasks: ClassVar[tuple[str, ...]]  # what this family's checkpoints are for
     # Submodules that can run as exported graphs (--backend onnxruntime | openvino); the rest
     # of the model stays in torch. () = torch only.

@@ -14,21 +14,33 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from im2text.families.base import GenerativeFamily
+from im2text.results import Line
 
 if TYPE_CHECKING:
     from PIL import Image
 
 
 class ChatVlm(GenerativeFamily):
-    tasks = ("caption", "ask")
+    tasks = ("caption", "ask", "read")
     prompt_is_prefix = False  # prompts are instructions in the user turn
     default_prompt = "Describe the image in one sentence."
-    vision_module: str = "vision_tower"  # the image encoder's name (frozen to train)
+    caption_styles: ClassVar[dict[str, str]] = {
+        "short": default_prompt,
+        "detailed": "Describe the image in detail: the objects, their colours and positions, "
+        "and the setting.",
+        "tags": "List the main objects and attributes in the image as comma-separated tags.",
+    }
+    read_prompt = "Read all the text in the image. Write each line of text on its own line."
+    line_positions = False  # the answer's lines, in its order; no boxes of their own
+    vision_module: str = "vision_tower"
+    # Encoded once per distinct image in a batch (many questions about one image); each row of
+    # its pixel_values is one image or tile, encoded on its own.
+    vision_tower = "model.vision_tower"  # the image encoder's name (frozen to train)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -73,6 +85,17 @@ class ChatVlm(GenerativeFamily):
                 raise ValueError("the answer does not tokenize apart from its prompt")
             labels[i, -len(tail) :] = ids[i, -len(tail) :]
         return {**enc, "labels": labels.masked_fill(mask == 0, -100)}
+
+    def read(
+        self,
+        images: list[Image.Image],
+        page: bool | None = None,
+        settings: Any = None,
+        options: Any = None,
+    ) -> list[list[Line]]:
+        """Reads by asking (`read_prompt`): one line per line of the answer, each with its own
+        tokens' probability. These models give no positions: each line's box is the image."""
+        return read_by_asking(self, images, self.read_prompt, settings)
 
     def prepare_for_training(self) -> None:
         """The connector and the LLM learn; the image encoder stays frozen (LLaVA's recipe)."""
@@ -144,3 +167,39 @@ def image_only_processor(processor_cls: type, source: str, **hub: Any) -> Any:
         chat_template=template or tokenizer.chat_template,
         **kwargs,
     )
+
+
+def read_by_asking(
+    family: GenerativeFamily, images: list[Image.Image], prompt: str, settings: Any
+) -> list[list[Line]]:
+    """OCR through a generative model's answer to `prompt`: the answer split at newlines, each
+    line scored by the mean log-probability of its own tokens (confidence = its exp)."""
+    import math
+
+    from im2text.config import GenerationSettings
+
+    settings = (settings or GenerationSettings(max_new_tokens=256)).merged(num_return_sequences=1)
+    tokens, logp, valid = family.generate_tokens(family.prepare(images, [prompt] * len(images)),
+                                                 settings)  # fmt: skip
+    out = []
+    for im, ids, lps, ok in zip(images, tokens.tolist(), logp.tolist(), valid.tolist(),
+                                strict=True):  # fmt: skip
+        whole = (0.0, 0.0, float(im.width), float(im.height))
+        lines: list[Line] = []
+        run: list[int] = []
+        run_lp: list[float] = []
+        for tok, lp, keep in [*zip(ids, lps, ok, strict=True), (None, 0.0, True)]:
+            if tok is not None and not keep:
+                continue
+            end = tok is None  # the answer's end closes the last line
+            piece = "\n" if end else family.tokenizer.decode([tok], skip_special_tokens=True)
+            if not end:
+                run.append(tok)
+                run_lp.append(lp)
+            if "\n" in piece:
+                text = " ".join(family.tokenizer.decode(run, skip_special_tokens=True).split())
+                if text:
+                    lines.append(Line(text, whole, math.exp(sum(run_lp) / len(run_lp))))
+                run, run_lp = [], []
+        out.append(lines)
+    return out

@@ -33,6 +33,7 @@ class Florence2(GenerativeFamily):
     tasks = ("caption", "read", "detect")
     default_prompt = "<CAPTION>"
     prompt_is_prefix = False  # the task token asks; the answer is all that is generated
+    vision_tower = "model.vision_tower"  # each distinct image encoded once per batch
     caption_styles: ClassVar[dict[str, str]] = {
         "short": "<CAPTION>", "detailed": "<MORE_DETAILED_CAPTION>", "tags": "<OD>"}  # fmt: skip
 

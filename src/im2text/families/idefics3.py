@@ -22,6 +22,7 @@ class Idefics3(ChatVlm):
     architectures = ("Idefics3ForConditionalGeneration",)
     model_class = "Idefics3ForConditionalGeneration"
     vision_module = "vision_model"
+    vision_tower = None  # its patch mask rides beside pixel_values: rows cannot be deduplicated
 
     def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
         nested = [[im] for im in images]

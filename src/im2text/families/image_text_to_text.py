@@ -27,6 +27,7 @@ class ImageTextToText(ChatVlm):
     model_types = ("gemma3",)
     architectures = ("*ForConditionalGeneration",)
     model_class = "AutoModelForImageTextToText"
+    vision_tower = None  # unknown layouts: no deduplication (it needs rows that are images)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

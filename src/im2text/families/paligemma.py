@@ -9,7 +9,7 @@ processor's `suffix` (loss on it and EOS only). Batching, freezing and LoRA as f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from im2text.families.chat_vlm import ChatVlm
 
@@ -24,6 +24,8 @@ class PaliGemma(ChatVlm):
     architectures = ("PaliGemmaForConditionalGeneration",)
     model_class = "PaliGemmaForConditionalGeneration"
     default_prompt = "caption en"
+    caption_styles: ClassVar[dict[str, str]] = {"short": "caption en", "detailed": "describe en"}
+    read_prompt = "ocr"
 
     def question_prompt(self, question: str) -> str:
         return f"answer en {question}"

@@ -25,6 +25,7 @@ class QwenVl(ChatVlm):
                      "Qwen3VLForConditionalGeneration")  # fmt: skip
     model_class = "AutoModelForImageTextToText"
     vision_module = "visual"
+    vision_tower = None  # rows of its pixel_values are patches of all images, not images
 
     @classmethod
     def load_processor(cls, source: str, **hub: Any) -> Any:

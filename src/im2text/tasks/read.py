@@ -60,7 +60,7 @@ def read_stream(
             continue
         if fixing:
             result = [_fixed(line, options) for line in result]
-        rows = reading_order(result)
+        rows = reading_order(result) if reader.line_positions else [[ln] for ln in result]
         ordered = tuple(line for row in rows for line in row)
         yield Reading(join_rows(rows), ordered, source=item.source.key)
 

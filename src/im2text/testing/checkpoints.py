@@ -713,6 +713,38 @@ def _build_florence2(out: Path) -> None:
                        post_processor_config=_FLORENCE2_PARSING).save_pretrained(out)  # fmt: skip
 
 
+def _build_got_ocr2(out: Path) -> None:
+    """GOT-OCR 2.0: a tiny SAM-style ViT (128 px, 16 px patches, its conv neck) pooled to 4
+    image tokens, a Qwen2 LM; the processor layout (it writes the OCR turn itself)."""
+    from transformers import (
+        GotOcr2Config,
+        GotOcr2ForConditionalGeneration,
+        GotOcr2ImageProcessor,
+        GotOcr2Processor,
+    )
+
+    tok = _bpe_tokenizer("Qwen2Tokenizer", pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<imgpad>"]})  # fmt: skip
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    text = dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                max_position_embeddings=256, initializer_range=0.2, bos_token_id=end,
+                eos_token_id=end, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=128, patch_size=16, window_size=4, global_attn_indexes=[1],
+                  mlp_dim=64, initializer_range=0.2)  # fmt: skip
+    config = GotOcr2Config(vision_config=vision, text_config=text, image_seq_length=4,
+                           image_token_index=tok.convert_tokens_to_ids("<imgpad>"),
+                           tie_word_embeddings=False)  # fmt: skip
+    model = GotOcr2ForConditionalGeneration(config).eval()
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = end, end, tok.pad_token_id
+    model.save_pretrained(out)
+    improc = GotOcr2ImageProcessor(size={"height": 128, "width": 128})
+    GotOcr2Processor(image_processor=improc, tokenizer=tok).save_pretrained(out)
+
+
 def _build_vision_encoder_decoder(out: Path, *, ocr: bool = False) -> None:
     """ViT encoder + GPT-2 decoder (the vit-gpt2 layout: image processor + tokenizer files)."""
     from transformers import (
@@ -916,6 +948,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "gemma3": _build_gemma3,
     "llava-next": _build_llava_next,
     "florence2": _build_florence2,
+    "got-ocr2": _build_got_ocr2,
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
