@@ -66,7 +66,7 @@ class GotOcr2(GenerativeFamily):
 
         enc = self.prepare(images, prompts)
         end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        rows = [self.tokenizer(t, add_special_tokens=False).input_ids + [end] for t in targets]
+        rows = [[*self.tokenizer(t, add_special_tokens=False).input_ids, end] for t in targets]
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id
         tail = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
