@@ -37,10 +37,10 @@ class ChatVlm(GenerativeFamily):
     }
     read_prompt = "Read all the text in the image. Write each line of text on its own line."
     line_positions = False  # the answer's lines, in its order; no boxes of their own
-    vision_module: str = "vision_tower"
+    vision_module: str = "vision_tower"  # the image encoder's name (frozen to train)
     # Encoded once per distinct image in a batch (many questions about one image); each row of
     # its pixel_values is one image or tile, encoded on its own.
-    vision_tower = "model.vision_tower"  # the image encoder's name (frozen to train)
+    vision_tower: ClassVar[str | None] = "model.vision_tower"
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
