@@ -86,3 +86,132 @@ def test_many_questions_encode_the_image_once(kind: str, tiny) -> None:
     assert [a.text for a in answers] == [a.text for a in alone]
     for a, b in zip(answers, alone, strict=True):
         assert a.confidence == pytest.approx(b.confidence, rel=1e-4)
+
+
+# --- conversations ------------------------------------------------------------------------------
+
+CONVERSATION = [
+    {"role": "system", "content": [{"type": "text", "text": "You answer in one word."}]},
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "a ring"}]},
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and this one?"}]},
+]
+
+
+@pytest.mark.parametrize("kind", ["llava", "idefics3", "gemma3"])
+def test_a_conversation_goes_through_the_chat_template_unchanged(kind: str, tiny) -> None:
+    """System prompt, several turns, two images: the answer is what plain transformers gives
+    for the processor's chat template of the same conversation."""
+    path = str(tiny(kind))
+    model = im2text.load(path)
+    imgs = random_images(2, seed=13)
+    kw = dict(max_new_tokens=6, num_beams=1)
+    ours = model.chat(CONVERSATION, imgs, **kw)
+    proc = transformers.AutoProcessor.from_pretrained(path)
+    plain_model = transformers.AutoModelForImageTextToText.from_pretrained(path).eval()
+    text = proc.apply_chat_template(CONVERSATION, add_generation_prompt=True)
+    assert "You answer in one word." in text and "a ring" in text  # every turn is there
+    given = [imgs] if kind in ("idefics3", "gemma3") else imgs
+    inputs = proc(images=given, text=[text], return_tensors="pt")
+    with torch.no_grad():
+        out = plain_model.generate(**inputs, **kw)
+    plain = proc.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert ours.text == plain.strip()
+    assert ours.num_tokens >= 1 and ours.mean_logprob <= 0.0
+    # The streamed pieces join up to the same answer.
+    assert "".join(model.generate_stream(imgs, messages=CONVERSATION, **kw)).strip() == ours.text
+
+
+def test_conversation_errors_are_clear(tiny) -> None:
+    model = im2text.load(str(tiny("llava")))  # 128 positions; 16 tokens an image
+    one = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}]
+    with pytest.raises(ValueError, match="1 image part"):
+        model.chat(one, random_images(2))
+    many = [{"role": "user", "content": [{"type": "image"}] * 9 + [{"type": "text", "text": "?"}]}]
+    with pytest.raises(ValueError, match=r"9 image\(s\)\) is \d+ tokens; this model holds 128"):
+        model.chat(many, random_images(9))
+    paligemma = im2text.load(str(tiny("paligemma")))  # task prefixes, no chat template
+    with pytest.raises(ValueError, match="not a conversation"):
+        paligemma.chat(one, random_images(1))
+
+
+def test_the_server_forwards_the_conversation(tiny) -> None:
+    """`/v1/chat/completions` over a loopback socket with the official client: a chat VLM gets
+    the system prompt, every turn and both images, and answers once; bad inputs are clear
+    422 / 400 answers, and the server keeps serving."""
+    import base64
+    import io
+
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("uvicorn")
+    import httpx
+    from conftest import ThreadServer
+
+    from im2text.serve import ServeConfig, create_app
+
+    model = im2text.load(str(tiny("llava")))
+    imgs = random_images(2, seed=14)
+
+    def url(im) -> str:
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    def image(im) -> dict:
+        return {"type": "image_url", "image_url": {"url": url(im)}}
+
+    sent = [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": [image(imgs[0]), {"type": "text", "text": "what is it?"}]},
+        {"role": "assistant", "content": "a ring"},
+        {"role": "user", "content": [image(imgs[1]), {"type": "text", "text": "and this one?"}]},
+    ]
+    kw = dict(max_new_tokens=6, num_beams=1)
+    expected = model.chat(CONVERSATION, imgs, **kw).text
+    config = ServeConfig(max_images=10, max_queue=64)
+    with ThreadServer(create_app({"vlm": model}, config)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0,
+                               timeout=60)  # fmt: skip
+        done = client.chat.completions.create(model="vlm", messages=sent, max_tokens=6)
+        assert done.choices[0].message.content == expected
+        stream = client.chat.completions.create(model="vlm", messages=sent, max_tokens=6,
+                                                stream=True)  # fmt: skip
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == expected
+        post = f"{server.url}/v1/chat/completions"
+        text = {"type": "text", "text": "x" * 100_000}
+        long = [{"role": "user", "content": [image(imgs[0]), text]}]
+        r = httpx.post(post, json={"model": "vlm", "messages": long}, timeout=60)
+        assert r.status_code == 422 and "too long" in r.text
+        crowded = [{"role": "user", "content": [image(im) for im in random_images(9)]}]
+        r = httpx.post(post, json={"model": "vlm", "messages": crowded, "max_tokens": 4},
+                       timeout=60)  # fmt: skip
+        assert r.status_code == 422 and "this model holds 128" in r.text, r.text
+        over = [{"role": "user", "content": [image(im) for im in random_images(11)]}]
+        r = httpx.post(post, json={"model": "vlm", "messages": over}, timeout=60)
+        assert r.status_code == 413 and "limit 10" in r.text  # the server's own cap
+        body = b'{"model": "vlm", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
+        r = httpx.post(post, content=body, headers={"content-type": "application/json"},
+                       timeout=60)  # fmt: skip
+        assert r.status_code in (400, 422) and "error" in r.json()
+        again = client.chat.completions.create(model="vlm", messages=sent, max_tokens=6)
+        assert again.choices[0].message.content == expected  # still serving
+
+
+@pytest.mark.parametrize("kind", ["llava", "qwen2.5-vl", "florence2"])
+def test_bad_prompts_fail_their_own_item(kind: str, tiny) -> None:
+    model = im2text.load(str(tiny(kind)))
+    im = random_images(1, seed=15)[0]
+    kw = dict(max_new_tokens=4, num_beams=1)
+    if model.can("ask"):
+        bad = ["", "x" * 100_000, "caf\udcff", 42, "what is it?"]
+        answers = model.ask([im] * len(bad), bad, **kw)
+        assert "empty question" in answers[0].error
+        assert "too long" in answers[1].error and "100000" in answers[1].error
+        assert "not valid UTF-8" in answers[2].error
+        assert "must be a string" in answers[3].error
+        assert answers[4].ok and answers[4].text == model.ask(im, "what is it?", **kw).text
+    with pytest.raises(ValueError, match="too long"):
+        model.caption(im, prompt="x" * 100_000, **kw)
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        model.caption(im, prompt="caf\udcff", **kw)
+    assert model.caption(im, prompt="", **kw).text == model.caption(im, **kw).text  # default

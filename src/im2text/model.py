@@ -23,6 +23,7 @@ from im2text.families import FAMILIES, CheckpointError, Family, Matcher, family_
 from im2text.images import ImageError, ImageSource, expand_inputs
 from im2text.results import (
     Answer,
+    Candidate,
     Caption,
     Classification,
     Detection,
@@ -591,10 +592,12 @@ class Model:
         *,
         prompt: str | None = None,
         question: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
         result: dict[str, Any] | None = None,
         **generation: Any,
     ) -> Iterator[str]:
-        """Caption one image, or answer `question` about it, yielding the text as it is decoded.
+        """Caption one image, or answer `question` about it, or continue a conversation about
+        images (`messages`), yielding the text as it is decoded.
 
         The pieces join up to exactly the text `caption()` (or `ask()`) gives for the same image
         and settings: the caption prompt first, for families whose captions continue it, then
@@ -611,6 +614,11 @@ class Model:
             prompt: what the caption continues, or the instruction (as in `caption()`; default:
                 the preset's prompt).
             question: answer this question instead of captioning (as in `ask()`).
+            messages: a conversation for chat VLMs, passed through their chat template
+                unchanged: `{"role": "system" | "user" | "assistant", "content": str or a list
+                of {"type": "text", "text": ...} / {"type": "image"} parts}`; the image parts
+                take `image` (then one image or a list) in order. The answer is the
+                assistant's next turn.
             result: a dict to fill in when the text is complete: `candidates`, every decoded
                 sequence as a `Candidate` in the order generated (its `text` as `caption()` or
                 `ask()` give it, `num_tokens` the tokens generated, end of text included), and
@@ -626,21 +634,44 @@ class Model:
         """
         from im2text.tasks.stream import stream_text
 
-        task = "caption" if question is None else "ask"
+        task = "caption" if question is None and messages is None else "ask"
         self._require(get_task(task))
-        source = image if isinstance(image, ImageSource) else expand_inputs(image)
-        sources = [source] if isinstance(source, ImageSource) else source
-        if len(sources) != 1:
+        if isinstance(image, ImageSource):
+            sources = [image]
+        elif messages is not None and isinstance(image, list):
+            sources = [s for im in image for s in _as_list(
+                im if isinstance(im, ImageSource) else expand_inputs(im))]  # fmt: skip
+        else:
+            sources = _as_list(expand_inputs(image))
+        if messages is None and len(sources) != 1:
             raise ValueError(f"generate_stream takes one image, not {len(sources)}")
+        default = prompt is None and question is None and messages is None
         return stream_text(
             self.family,
-            sources[0],
-            prompt=prompt if prompt is not None or question is not None else self.prompt,
+            sources if messages is not None else sources[0],
+            prompt=self.prompt if default else prompt,
             question=question,
             generation=self.generation.merged(**generation),
             load=self.settings,
             result=result,
+            messages=messages,
         )
+
+    def chat(
+        self, messages: list[dict[str, Any]], images: Any = (), **generation: Any
+    ) -> Candidate:
+        """The assistant's next turn in a conversation about `images` (chat VLMs): see
+        `generate_stream(messages=...)`. Returns the scored answer."""
+        result: dict[str, Any] = {}
+        for _ in self.generate_stream(list(images) if isinstance(images, (list, tuple)) else
+                                      images, messages=messages, result=result,
+                                      **generation):  # fmt: skip
+            pass
+        return result["candidates"][0]
+
+
+def _as_list(sources: Any) -> list[ImageSource]:
+    return [sources] if isinstance(sources, ImageSource) else list(sources)
 
 
 def load(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from im2text.families.base import (
     CheckpointError,
     Classifier,
+    Conversational,
     DualEncoder,
     Embedder,
     Family,
@@ -104,6 +105,7 @@ __all__ = [
     "FAMILIES",
     "CheckpointError",
     "Classifier",
+    "Conversational",
     "DualEncoder",
     "Embedder",
     "Family",

@@ -3,10 +3,11 @@ generative families.
 
 A family loads one kind of checkpoint and holds every quirk of it (prompt format, special tokens,
 which processor, how the sequence starts). What it can do is declared by implementing small
-`typing.Protocol`s — `Generator`, `Ranker`, `Reader`, `Detector`, `Embedder`, `Matcher`,
-`Classifier`, `Trainable`, `LoraAdaptable` — and by `Family.tasks`; tasks, `Model` and the
-trainer check those with `isinstance` and call nothing else. A CPU-side method (`prepare*`:
-images + text -> tensors) runs in loader threads; model-side methods run in the calling thread.
+`typing.Protocol`s — `Generator`, `Conversational`, `Ranker`, `Reader`, `Detector`,
+`Embedder`, `Matcher`, `Classifier`, `Trainable`, `LoraAdaptable` — and by `Family.tasks`;
+tasks, `Model` and the trainer check those with `isinstance` and call nothing else. A CPU-side
+method (`prepare*`: images + text -> tensors) runs in loader threads; model-side methods run in
+the calling thread.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ class Generator(Protocol):
 
     def question_prompt(self, question: str) -> str:
         """The prompt that asks `question` (VQA); the answer is what the model says next."""
+        ...
+
+
+@runtime_checkable
+class Conversational(Protocol):
+    """Takes a whole conversation (system, user and assistant turns, several images) through
+    its chat template (the server's `/v1/chat/completions` forwards them unchanged)."""
+
+    def prepare_chat(
+        self, images: list[Image.Image], messages: list[dict[str, Any]]
+    ) -> dict[str, torch.Tensor]:
+        """CPU side: the conversation -> generate inputs for the assistant's next turn."""
         ...
 
 

@@ -1,5 +1,7 @@
 """Chat VLMs (`*ForConditionalGeneration` + a processor with a chat template): the shared way of
 prompting, batching and fine-tuning them; each family file adds only its quirks.
+`InstructedVlm` is what every instruction-following VLM shares; `ChatVlm` adds the chat
+template (and with it whole conversations: system prompts, several turns and images).
 
 Every prompt is a user turn of the processor's chat template with the image first (the
 processor expands the image placeholder into the model's image tokens); the LLMs are
@@ -25,7 +27,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-class ChatVlm(GenerativeFamily):
+class InstructedVlm(GenerativeFamily):
+    """What every instruction-following VLM shares: left padding, reading by asking, the frozen
+    image encoder and LoRA on the LLM. Subclasses say how a prompt becomes the model's text."""
+
     tasks = ("caption", "ask", "read")
     prompt_is_prefix = False  # prompts are instructions in the user turn
     default_prompt = "Describe the image in one sentence."
@@ -38,6 +43,7 @@ class ChatVlm(GenerativeFamily):
     read_prompt = "Read all the text in the image. Write each line of text on its own line."
     line_positions = False  # the answer's lines, in its order; no boxes of their own
     vision_module: str = "vision_tower"  # the image encoder's name (frozen to train)
+    nested_images: ClassVar[bool] = False  # the processor takes one list of images per text
     # Encoded once per distinct image in a batch (many questions about one image); each row of
     # its pixel_values is one image or tile, encoded on its own.
     vision_tower: ClassVar[str | None] = "model.vision_tower"
@@ -45,46 +51,6 @@ class ChatVlm(GenerativeFamily):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.tokenizer.padding_side = "left"  # each row continues from its own last token
-
-    def chat(self, prompt: str, answer: str | None = None) -> str:
-        """The chat-template text of one user turn (image, then `prompt`), followed by the
-        generation prompt, or by the assistant's `answer` when given (training)."""
-        turn = [{"type": "image"}, {"type": "text", "text": prompt}]
-        messages: list[dict[str, Any]] = [{"role": "user", "content": turn}]
-        if answer is None:
-            return str(self.processor.apply_chat_template(messages, add_generation_prompt=True))
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        return str(self.processor.apply_chat_template(messages))
-
-    def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
-        """The processor on one image per text (families override how it wants them)."""
-        return dict(self.processor(images=images, text=texts, padding=True, return_tensors="pt"))
-
-    def prepare(
-        self, images: list[Image.Image], prompts: list[str | None]
-    ) -> dict[str, torch.Tensor]:
-        return self.encode(images, [self.chat(p or self.default_prompt or "") for p in prompts])
-
-    def training_inputs(
-        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
-    ) -> dict[str, torch.Tensor]:
-        """The conversation as at inference plus the assistant's turn; the loss is on the
-        answer's tokens and what the template closes the turn with (EOS), never on the image,
-        the instruction or the template around them."""
-        instructions = [p or self.default_prompt or "" for p in prompts]
-        asked = [self.chat(p) for p in instructions]
-        full = [self.chat(p, t) for p, t in zip(instructions, targets, strict=True)]
-        enc = self.encode(images, full)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        labels = torch.full_like(ids, -100)
-        for i, (a, f) in enumerate(zip(asked, full, strict=True)):
-            if not f.startswith(a):
-                raise ValueError("the chat template does not extend the prompt with the answer")
-            tail = self.tokenizer(f[len(a) :], add_special_tokens=False).input_ids
-            if not tail or ids[i, -len(tail) :].tolist() != tail:
-                raise ValueError("the answer does not tokenize apart from its prompt")
-            labels[i, -len(tail) :] = ids[i, -len(tail) :]
-        return {**enc, "labels": labels.masked_fill(mask == 0, -100)}
 
     def read(
         self,
@@ -111,6 +77,83 @@ class ChatVlm(GenerativeFamily):
             for name, _ in self.model.named_modules()
             if name.endswith(("q_proj", "v_proj")) and vision not in f".{name}"
         ]
+
+
+class ChatVlm(InstructedVlm):
+    """VLMs prompted through their processor's chat template (`Conversational` too)."""
+
+    def chat(self, prompt: str, answer: str | None = None) -> str:
+        """The chat-template text of one user turn (image, then `prompt`), followed by the
+        generation prompt, or by the assistant's `answer` when given (training)."""
+        turn = [{"type": "image"}, {"type": "text", "text": prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": turn}]
+        if answer is None:
+            return str(self.processor.apply_chat_template(messages, add_generation_prompt=True))
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        return str(self.processor.apply_chat_template(messages))
+
+    def encode(self, images: list[list[Image.Image]], texts: list[str]) -> dict[str, torch.Tensor]:
+        """The processor on texts and each text's images, in the form it takes them (nested,
+        one list per text, or flat)."""
+        given: Any = images if self.nested_images else [im for ims in images for im in ims]
+        return dict(self.processor(images=given, text=texts, padding=True, return_tensors="pt"))
+
+    def prepare(
+        self, images: list[Image.Image], prompts: list[str | None]
+    ) -> dict[str, torch.Tensor]:
+        texts = [self.chat(p or self.default_prompt or "") for p in prompts]
+        return self.encode([[im] for im in images], texts)
+
+    def prepare_chat(
+        self, images: list[Image.Image], messages: list[dict[str, Any]]
+    ) -> dict[str, torch.Tensor]:
+        """One conversation (system, user and assistant turns; `{"type": "image"}` parts take
+        `images` in order) through the chat template, ready for the assistant's next turn.
+
+        Raises ValueError when the image parts and the images differ in number, or when the
+        conversation is longer than the language model's context (too many images or text).
+        """
+        parts = sum(
+            1
+            for m in messages
+            if not isinstance(m["content"], str)
+            for c in m["content"]
+            if c.get("type") == "image"
+        )
+        if parts != len(images):
+            raise ValueError(
+                f"the conversation has {parts} image part(s) for {len(images)} image(s)"
+            )
+        text = str(self.processor.apply_chat_template(messages, add_generation_prompt=True))
+        inputs = self.encode([images], [text])
+        length, limit = int(inputs["input_ids"].shape[1]), self.max_text_tokens
+        if limit is not None and length >= limit:
+            raise ValueError(
+                f"the conversation ({len(images)} image(s)) is {length} tokens; this model "
+                f"holds {limit}: send fewer or smaller images, or less text"
+            )
+        return inputs
+
+    def training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], targets: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """The conversation as at inference plus the assistant's turn; the loss is on the
+        answer's tokens and what the template closes the turn with (EOS), never on the image,
+        the instruction or the template around them."""
+        instructions = [p or self.default_prompt or "" for p in prompts]
+        asked = [self.chat(p) for p in instructions]
+        full = [self.chat(p, t) for p, t in zip(instructions, targets, strict=True)]
+        enc = self.encode([[im] for im in images], full)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        labels = torch.full_like(ids, -100)
+        for i, (a, f) in enumerate(zip(asked, full, strict=True)):
+            if not f.startswith(a):
+                raise ValueError("the chat template does not extend the prompt with the answer")
+            tail = self.tokenizer(f[len(a) :], add_special_tokens=False).input_ids
+            if not tail or ids[i, -len(tail) :].tolist() != tail:
+                raise ValueError("the answer does not tokenize apart from its prompt")
+            labels[i, -len(tail) :] = ids[i, -len(tail) :]
+        return {**enc, "labels": labels.masked_fill(mask == 0, -100)}
 
 
 def image_only_processor(processor_cls: type, source: str, **hub: Any) -> Any:

@@ -12,18 +12,14 @@ from typing import TYPE_CHECKING
 from im2text.families.chat_vlm import ChatVlm
 
 if TYPE_CHECKING:
-    import torch
-    from PIL import Image
+    pass
 
 
 class Idefics3(ChatVlm):
     key = "idefics3"
     model_types = ("idefics3",)
     architectures = ("Idefics3ForConditionalGeneration",)
+    nested_images = True  # one list of images per text
     model_class = "Idefics3ForConditionalGeneration"
     vision_module = "vision_model"
     vision_tower = None  # its patch mask rides beside pixel_values: rows cannot be deduplicated
-
-    def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
-        nested = [[im] for im in images]
-        return dict(self.processor(images=nested, text=texts, padding=True, return_tensors="pt"))

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from im2text.families.chat_vlm import ChatVlm
 
 if TYPE_CHECKING:
-    import torch
-    from PIL import Image
+    pass
 
 # Where image-text-to-text models keep their image encoder (frozen to train), first match wins.
 _VISION_MODULES = ("vision_tower", "visual", "vision_model", "vision_encoder")
@@ -26,6 +25,7 @@ class ImageTextToText(ChatVlm):
     key = "image-text-to-text"
     model_types = ("gemma3",)
     architectures = ("*ForConditionalGeneration",)
+    nested_images = True  # one list of images per text
     model_class = "AutoModelForImageTextToText"
     vision_tower = None  # unknown layouts: no deduplication (it needs rows that are images)
 
@@ -43,7 +43,3 @@ class ImageTextToText(ChatVlm):
         )
 
         return bool(architectures) and any(a in set(heads.values()) for a in architectures or [])
-
-    def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
-        nested = [[im] for im in images]
-        return dict(self.processor(images=nested, text=texts, padding=True, return_tensors="pt"))

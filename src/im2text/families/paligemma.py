@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from im2text.families.chat_vlm import ChatVlm
+from im2text.families.chat_vlm import InstructedVlm
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
 
-class PaliGemma(ChatVlm):
+class PaliGemma(InstructedVlm):
     key = "paligemma"
     model_types = ("paligemma",)
     architectures = ("PaliGemmaForConditionalGeneration",)

@@ -1,8 +1,10 @@
 """OpenAI-compatible `/v1/chat/completions` and `/v1/models`, so the `openai` client works as is.
 
-The last user message's text is the question (models whose tasks include "ask") or the caption
-prompt (captioners); its image parts (or, in a follow-up turn, the latest earlier image) are the
-images, answered one after the other (their answers joined by newlines).
+Chat VLMs (families that are `Conversational`) get the conversation unchanged: system, user and
+assistant turns, with every image part in place, through their chat template, answered once.
+For the other models the last user message's text is the question (models whose tasks include
+"ask") or the caption prompt (captioners); its image parts (or, in a follow-up turn, the latest
+earlier image) are the images, answered one after the other (their answers joined by newlines).
 
 Each image's answer comes from `Model.generate_stream`, run on the model's own worker thread (the
 one its batcher uses, so a chat answer and a batch never share the model at once), within the
@@ -37,6 +39,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import StreamingResponse
 
+from im2text.families import Conversational
 from im2text.images import ImageError, ImageSource
 from im2text.model import Model
 from im2text.serve import _schemas as S
@@ -131,6 +134,8 @@ async def _chat(state: ServerState, request: Request) -> Any:
             param="model",
         )
     model_id, model = req.model, state.models[req.model]
+    if isinstance(model.family, Conversational):
+        return await _converse(state, req, model_id, model)
     users = [m for m in req.messages if m.role == "user"]
     if not users:
         raise ApiError(422, "invalid_request_error", "no user message", param="messages")
@@ -168,6 +173,58 @@ async def _chat(state: ServerState, request: Request) -> Any:
             raise item
         sources.append(item)
     chat = _Chat(state, model_id, "ask" if ask else "caption", what, gen, sources)
+    return await _respond(chat, req, model_id, n)
+
+
+async def _converse(
+    state: ServerState, req: S.ChatCompletionRequest, model_id: str, model: Model
+) -> Any:
+    """A chat VLM: the whole conversation, its images in place, one answer."""
+    cfg = state.config
+    messages: list[dict[str, Any]] = []
+    urls: list[str] = []
+    for m in req.messages:
+        if m.role not in ("system", "user", "assistant"):
+            raise ApiError(422, "invalid_request_error", f"unknown role {m.role!r}",
+                           param="messages")  # fmt: skip
+        parts: list[dict[str, Any]] = []
+        if isinstance(m.content, str):
+            parts.append({"type": "text", "text": check_text(m.content, "message", cfg)})
+        for part in m.content if isinstance(m.content, list) else []:
+            if part.type == "text" and part.text and part.text.strip():
+                parts.append({"type": "text", "text": check_text(part.text, "message", cfg)})
+            elif part.type == "image_url" and part.image_url is not None:
+                iu = part.image_url
+                urls.append(iu if isinstance(iu, str) else iu.url)
+                parts.append({"type": "image"})
+        if parts:
+            messages.append({"role": m.role, "content": parts})
+    if not any(m["role"] == "user" for m in messages):
+        raise ApiError(422, "invalid_request_error", "no user message", param="messages")
+    if not urls:
+        raise ApiError(
+            422,
+            "invalid_request_error",
+            'send the image as a content part {"type": "image_url", "image_url": {"url": '
+            '"data:image/png;base64,..."}}',
+            param="messages",
+        )
+    n = req.n or 1
+    gen = _generation(req, n, model, cfg)
+    raws = [image_from_string(u, f"image[{i}]", cfg) for i, u in enumerate(urls)]
+    waiting = _WAITING.setdefault(state, Counter())
+    state.check_room(model_id, waiting[model_id] + len(raws))
+    loaded = await load_images(raws, cfg, image_size(model), state.decode_limiter)
+    sources: list[ImageSource] = []
+    for item in loaded:
+        if isinstance(item, ApiError):
+            raise item
+        sources.append(item)
+    chat = _Chat(state, model_id, "ask", {"messages": messages}, gen, [sources])
+    return await _respond(chat, req, model_id, n)
+
+
+async def _respond(chat: _Chat, req: S.ChatCompletionRequest, model_id: str, n: int) -> Any:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if req.stream:
@@ -245,14 +302,14 @@ class _Chat:
         state: ServerState,
         model_id: str,
         task: str,
-        what: dict[str, str | None],
+        what: dict[str, Any],
         gen: dict[str, Any],
-        sources: list[ImageSource],
+        sources: list[Any],  # ImageSources, or one list of them (a conversation)
     ) -> None:
         self.state = state
         self.model_id = model_id
         self.task = task
-        self.what = what  # {"question": ...} or {"prompt": ...}
+        self.what = what  # {"question": ...}, {"prompt": ...} or {"messages": [...]}
         self.gen = gen
         self.sources = sources
         self.results: list[dict[str, Any]] = []  # generate_stream's `result`, per image done
@@ -267,7 +324,7 @@ class _Chat:
             "total_tokens": prompt + completion,
         }
 
-    def _submit(self, source: ImageSource) -> _Job:
+    def _submit(self, source: Any) -> _Job:
         state = self.state
         if state.shutting_down:
             raise ApiError(503, "shutting_down", "the server is shutting down")
@@ -401,7 +458,7 @@ class _Job:
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
 
-    def run(self, model: Model, source: ImageSource, kwargs: dict[str, Any]) -> None:
+    def run(self, model: Model, source: Any, kwargs: dict[str, Any]) -> None:
         """In the worker thread: generate, handing each piece to the loop as it comes."""
         if self._cancelled.is_set():  # given up while it waited (timeout, client gone)
             return

@@ -12,6 +12,10 @@ def clean_text(text: object, what: str) -> str:
     """Whitespace-normalised `text`, or ValueError/TypeError saying what is wrong."""
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a string, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates: bytes that were not UTF-8, smuggled in
+        raise ValueError(f"{what} is not valid UTF-8 text (at character {e.start})") from None
     text = " ".join(text.split())
     if not text:
         raise ValueError(f"empty {what}")

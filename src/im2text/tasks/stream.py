@@ -17,7 +17,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from im2text.config import GenerationSettings, LoadSettings
-from im2text.families.base import Family, Generator
+from im2text.families.base import Conversational, Family, Generator
 from im2text.images import ImageLimits, ImageSource, load_image
 from im2text.tasks._common import clean_text
 from im2text.tasks.caption import _join, _sanitize_prompt
@@ -25,20 +25,34 @@ from im2text.tasks.caption import _join, _sanitize_prompt
 
 def stream_text(
     family: Family,
-    source: ImageSource,
+    source: ImageSource | list[ImageSource],
     *,
     prompt: str | None,
     question: str | None,
     generation: GenerationSettings,
     load: LoadSettings,
     result: dict[str, Any] | None = None,
+    messages: list[dict[str, Any]] | None = None,
 ) -> Iterator[str]:
-    """Text pieces of one caption (or of the answer to `question`); see
+    """Text pieces of one caption (or of the answer to `question`, or of the assistant's next
+    turn in `messages`, whose image parts take the sources in order); see
     `Model.generate_stream`, which documents the arguments."""
     settings = generation
     if not isinstance(family, Generator):
         raise ValueError(f"{family.key} models do not generate text")
+    limits = ImageLimits(max_pixels=load.max_pixels)
     prefix: str | None = None  # the prompt a caption continues (it starts the text)
+    if messages is not None:
+        if not isinstance(family, Conversational):
+            raise ValueError(f"{family.key} models take a prompt, not a conversation")
+        if prompt is not None or question is not None:
+            raise ValueError("give a conversation, or a prompt or question, not both")
+        sources = source if isinstance(source, list) else [source]
+        pils = [load_image(s, limits=limits, target_size=family.image_size) for s in sources]
+        inputs = family.prepare_chat(pils, messages)
+        return _pieces(family, inputs, settings, None, result)
+    if isinstance(source, list):
+        raise ValueError("one image per caption or question")
     if question is not None:
         if prompt is not None:
             raise ValueError("give a prompt (to caption) or a question (to answer), not both")
@@ -46,9 +60,19 @@ def stream_text(
     else:
         text_prompt = _sanitize_prompt(prompt) or family.default_prompt
         prefix = text_prompt if text_prompt and family.prompt_is_prefix else None
-    limits = ImageLimits(max_pixels=load.max_pixels)
     pil = load_image(source, limits=limits, target_size=family.image_size)
     inputs = family.prepare([pil], [text_prompt])
+    return _pieces(family, inputs, settings, prefix, result)
+
+
+def _pieces(
+    family: Any,  # a Family that is a Generator
+    inputs: dict[str, Any],
+    settings: GenerationSettings,
+    prefix: str | None,
+    result: dict[str, Any] | None,
+) -> Iterator[str]:
+    """The generated text of one prepared row, word by word (after `prefix`, when given)."""
     ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
     if isinstance(ids, torch.Tensor):
         used = mask[0] if isinstance(mask, torch.Tensor) else torch.ones_like(ids[0])
