@@ -168,6 +168,53 @@ def test_compare_page_in_headless_chromium(live, models, tmp_path: Path) -> None
             browser.close()
 
 
+def test_compare_page_detects_and_styles_in_chromium(tiny, tmp_path: Path) -> None:
+    """Today's VLMs on the page: Detect draws each region of Florence-2 over the image, and a
+    caption style reaches every model as its own prompt."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not CHROMIUM.exists():
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    served = {"florence": im2text.load(str(tiny("florence2"))),
+              "llava": im2text.load(str(tiny("llava")))}  # fmt: skip
+    for m in served.values():
+        m.generation = m.generation.merged(max_new_tokens=40, num_beams=1)
+    image = tmp_path / "photo.png"
+    image.write_bytes(png(4, (96, 64)))
+    pil = Image.open(image)
+    with ThreadServer(create_app(served, ServeConfig())) as server, \
+            sync_api.sync_playwright() as p:  # fmt: skip
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/")
+            page.wait_for_selector("#models input[value=llava]")
+            page.set_input_files("#file", str(image))
+            page.wait_for_selector("#preview:not([hidden])")
+            page.select_option("#style", "detailed")
+            page.click("#run")
+            sync_api.expect(page.locator(".card[data-state=done]")).to_have_count(2)
+            outputs = page.locator(".card .output").all_text_contents()
+            assert outputs == [served[k].caption(pil, style="detailed").text
+                               for k in ("florence", "llava")]  # fmt: skip
+            page.click("#tasks button[data-task=detect]")
+            assert page.locator("#style-field").is_hidden()
+            assert page.locator("#models input[value=llava]").is_disabled()
+            page.click("#run")
+            sync_api.expect(page.locator(".card[data-state=done]")).to_have_count(1)
+            found = served["florence"].detect(pil)
+            canvas = page.locator(".card canvas.regions")
+            assert canvas.get_attribute("data-regions") == str(len(found.regions))
+            text = page.locator(".card .output").inner_text()
+            assert text == (", ".join(found.labels) or "(nothing found)")
+            page.screenshot(path=str(tmp_path / "detect.png"))
+            assert errors == []
+        finally:
+            browser.close()
+
+
 # --- graceful shutdown ---------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ const TASK_TEXT = {
   caption: { label: "Prompt", optional: true, placeholder: "a photograph of" },
   ask: { label: "Question", optional: false, placeholder: "What is in the picture?" },
   read: null,
+  detect: null,
 };
 
 function headers() {
@@ -89,6 +90,7 @@ function chosen() {
 
 function refresh() {
   const t = TASK_TEXT[state.task];
+  $("style-field").hidden = state.task !== "caption";
   $("prompt-field").hidden = !t;
   if (t) {
     $("prompt-label").replaceChildren(t.label + " ");
@@ -130,6 +132,28 @@ function setFile(file) {
   img.hidden = false;
   $("drop-hint").hidden = true;
   refresh();
+}
+
+// The image with each region's box and label drawn over it (model text drawn, never parsed).
+async function boxes(regions) {
+  const bitmap = await createImageBitmap(state.file);
+  const canvas = document.createElement("canvas");
+  canvas.className = "regions";
+  const scale = Math.min(1, 480 / bitmap.width);
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.dataset.regions = String(regions.length);
+  const g = canvas.getContext("2d");
+  g.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  g.lineWidth = 2;
+  g.font = "12px sans-serif";
+  for (const r of regions) {
+    const [x0, y0, x1, y1] = r.box.map((v) => v * scale);
+    g.strokeStyle = g.fillStyle = "hsl(" + Math.round(360 * r.score) + ", 80%, 50%)";
+    g.strokeRect(x0, y0, Math.max(1, x1 - x0), Math.max(1, y1 - y0));
+    g.fillText(r.label + " " + r.score.toFixed(2), x0 + 2, Math.max(12, y0 - 2));
+  }
+  return canvas;
 }
 
 function pill(label, value) {
@@ -174,6 +198,15 @@ function summarize(task, r) {
   if (task === "ask") {
     return { text: r.answer, score: "confidence " + r.confidence.toFixed(3), bar: r.confidence };
   }
+  if (task === "detect") {
+    const scores = r.regions.map((g) => g.score);
+    const mean = scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : 0;
+    return {
+      text: r.labels.length ? r.labels.join(", ") : "(nothing found)",
+      score: r.regions.length + " regions · mean " + mean.toFixed(3),
+      bar: mean,
+    };
+  }
   const scores = r.lines.map((l) => l.confidence);
   const mean = scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : 0;
   return {
@@ -189,6 +222,7 @@ async function runOne(model, c) {
   form.append("image", state.file, state.file.name || "image");
   const text = $("prompt").value.trim();
   if (state.task === "caption" && text) form.append("prompt", text);
+  if (state.task === "caption" && $("style").value) form.append("style", $("style").value);
   if (state.task === "ask") form.append("question", text);
   const out = c.querySelector(".output");
   const meta = c.querySelector(".meta");
@@ -203,6 +237,7 @@ async function runOne(model, c) {
     const s = summarize(state.task, r);
     out.className = "output";
     out.textContent = s.text;
+    if (state.task === "detect") c.insertBefore(await boxes(r.regions), out);
     c.querySelector(".bar span").style.width = Math.round(100 * Math.max(0, Math.min(1, s.bar))) + "%";
     meta.replaceChildren(
       pill("latency", Math.round(rtt) + " ms"),
