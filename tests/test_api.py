@@ -47,6 +47,7 @@ def test_public_api_is_what_we_mean_to_export() -> None:
         "LoadSettings",
         "Model",
         "ModelNotAvailableError",
+        "ModelTooLargeError",
         "Preset",
         "__version__",
         "download",

@@ -215,3 +215,59 @@ def test_bad_prompts_fail_their_own_item(kind: str, tiny) -> None:
     with pytest.raises(ValueError, match="not valid UTF-8"):
         model.caption(im, prompt="caf\udcff", **kw)
     assert model.caption(im, prompt="", **kw).text == model.caption(im, **kw).text  # default
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llava", "qwen2.5-vl", "florence2", "blip2-opt"])
+def test_size_from_the_config_equals_the_loaded_weights(kind: str, tiny) -> None:
+    from im2text.engine.memory import weight_bytes
+
+    path = str(tiny(kind))
+    model = im2text.load(path)
+    fam = model.family
+    loaded = sum(t.numel() * t.element_size() for t in [*fam.model.parameters(),
+                                                          *fam.model.buffers()])  # fmt: skip
+    config = transformers.AutoConfig.from_pretrained(path)
+    assert weight_bytes(fam.model_class, config, torch.float32) == loaded
+    half = weight_bytes(fam.model_class, config, torch.bfloat16)
+    assert loaded / 2 <= half < loaded
+
+
+def test_a_model_too_large_is_refused_before_loading(tiny) -> None:
+    path = str(tiny("llava"))
+    with pytest.raises(im2text.ModelTooLargeError, match=r"needs about [\d.]+ KiB in float32.*"
+                       r"budget of 97\.7 KiB.*bfloat16.*device_map"):  # fmt: skip
+        im2text.load(path, max_memory="100KB")
+    assert im2text.load(path, max_memory="1GB").caption(random_images(1)[0]).ok
+    with pytest.raises(ValueError, match="memory size"):
+        im2text.load(path, max_memory="lots")
+
+
+def test_device_map_auto_places_and_runs(tiny) -> None:
+    """accelerate's placement (on this GPU-less machine: everything on the CPU, which
+    transformers does not record in `hf_device_map`) gives the same answers."""
+    path = str(tiny("llava"))
+    imgs = random_images(2, seed=16)
+    kw = dict(max_new_tokens=6, num_beams=1)
+    placed = im2text.load(path, device_map="auto")
+    assert placed.family.device == next(placed.family.model.parameters()).device
+    plain = im2text.load(path)
+    assert [c.text for c in placed.caption(imgs, **kw)] == [
+        c.text for c in plain.caption(imgs, **kw)
+    ]
+    with pytest.raises(ValueError, match="device_map"):
+        im2text.load(path, device_map="balanced")
+
+
+def test_cli_refuses_a_model_over_the_memory_budget(tiny, tmp_path, capsys) -> None:
+    from im2text.cli import main
+
+    image = tmp_path / "a.png"
+    random_images(1)[0].save(image)
+    out = tmp_path / "out.jsonl"
+    code = main(["caption", str(image), "-m", str(tiny("llava")), "--max-memory", "100KB",
+                 "-o", str(out)])  # fmt: skip
+    assert code != 0 and (not out.exists() or not out.read_text())  # no records
+    assert "needs about" in capsys.readouterr().err

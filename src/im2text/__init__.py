@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from im2text._loading import ModelNotAvailableError
 from im2text.config import GenerationSettings, LoadSettings, Preset
+from im2text.engine.memory import ModelTooLargeError
 from im2text.families.base import CheckpointError
 from im2text.images import ImageError
 from im2text.jobs.engines import EngineConfig, JobSummary, run_job
@@ -48,6 +49,7 @@ __all__ = [
     "Match",
     "Model",
     "ModelNotAvailableError",
+    "ModelTooLargeError",
     "Preset",
     "Reading",
     "Region",

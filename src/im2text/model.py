@@ -19,6 +19,7 @@ import torch
 from im2text import _loading
 from im2text.config import GPU_BATCH_SIZE, GenerationSettings, LoadSettings, Preset
 from im2text.engine.device import limit_threads, resolve_device, resolve_dtype
+from im2text.engine.memory import ModelTooLargeError, parse_size
 from im2text.families import FAMILIES, CheckpointError, Family, Matcher, family_for_config
 from im2text.images import ImageError, ImageSource, expand_inputs
 from im2text.results import (
@@ -685,8 +686,15 @@ def load(
     max_pixels: int = LoadSettings.max_pixels,
     backend: str | None = LoadSettings.backend,
     quantize: str | None = LoadSettings.quantize,
+    device_map: str | None = None,
+    max_memory: int | str | None = None,
 ) -> Model:
     """Load a model by preset name (`im2text.list_models()`), Hub id, or local directory.
+
+    Before any weight is read, the model's size is worked out from its config and compared
+    with the device's free memory (and `max_memory`, e.g. "8GB", when given): a model that
+    cannot fit is refused with `ModelTooLargeError`. `device_map="auto"` (accelerate) spreads
+    a model too large for one device over the GPUs, then the CPU (no size check then).
 
     `backend="onnxruntime" | "openvino"` runs the model's encoders as exported graphs (exported
     once, then cached); `quantize="int8"` adds int8 weights, on any backend: faster, and close to
@@ -710,6 +718,10 @@ def load(
     )
     if quantize not in (None, "int8"):
         raise ValueError(f"unknown quantize {quantize!r} (use int8, or None for float)")
+    if device_map not in (None, "auto"):
+        raise ValueError(f"device_map must be 'auto' or None, not {device_map!r}")
+    if max_memory is not None:
+        parse_size(max_memory)  # a typo fails here, not as a damaged checkpoint
     source, preset, name, local = _loading.resolve(model, revision)
     if preset is not None and not FAMILIES[preset.family].needs_weights:
         # Engines such as rapidocr carry their own weights: nothing to fetch.
@@ -718,8 +730,8 @@ def load(
     revision = revision or (preset.revision if preset else None)
     hub = _loading.hub_options(source, name, revision=revision, local=local)
     try:
-        family = _load_family(source, preset, dtype, dev, hub)
-    except (_loading.ModelNotAvailableError, CheckpointError):
+        family = _load_family(source, preset, dtype, dev, hub, device_map, max_memory)
+    except (_loading.ModelNotAvailableError, CheckpointError, ModelTooLargeError):
         raise
     except Exception as e:
         if not local:
@@ -758,9 +770,17 @@ def _first_line(error: BaseException) -> str:
 
 
 def _load_family(
-    source: str, preset: Preset | None, dtype: str, dev: torch.device, hub: dict[str, Any]
+    source: str,
+    preset: Preset | None,
+    dtype: str,
+    dev: torch.device,
+    hub: dict[str, Any],
+    device_map: str | None = None,
+    max_memory: int | str | None = None,
 ) -> Family:
     from transformers import AutoConfig
+
+    from im2text.engine.memory import check_fits
 
     config = AutoConfig.from_pretrained(source, **hub)
     family_cls = family_for_config(config.model_type, getattr(config, "architectures", None))
@@ -769,7 +789,12 @@ def _load_family(
             f"preset '{preset.name}' is a {preset.family} model, but {source} holds a "
             f"{family_cls.key} checkpoint ({', '.join(config.architectures or [])})"
         )
-    family = family_cls.from_pretrained(source, device=dev, dtype=resolve_dtype(dtype, dev), **hub)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if device_map is None:
+        check_fits(source, family_cls.model_class, config, torch_dtype, dev, max_memory)
+    if device_map is not None:
+        hub = {**hub, "device_map": device_map}
+    family = family_cls.from_pretrained(source, device=dev, dtype=torch_dtype, **hub)
     bad = [n for n, p in family.model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise CheckpointError(

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except im2text.ModelNotAvailableError as e:
         err(f"im2text: {e}")
         return EXIT_MODEL
-    except im2text.CheckpointError as e:
+    except (im2text.CheckpointError, im2text.ModelTooLargeError) as e:
         err(f"im2text: cannot load model {getattr(args, 'model', '')!r}: {e}")
         return EXIT_MODEL
     except BackendError as e:  # an engine not installed, a backend the model can't run on

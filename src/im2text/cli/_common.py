@@ -61,6 +61,16 @@ def add_model_args(p: argparse.ArgumentParser, default_model: str | None) -> Non
         "--dtype", default=default(LoadSettings, "dtype"), help=with_default(LoadSettings, "dtype")
     )
     p.add_argument("--revision", help=field_help(LoadSettings)["revision"])
+    p.add_argument(
+        "--device-map",
+        choices=("auto",),
+        help="spread a model too large for one device over the GPUs, then the CPU (accelerate)",
+    )
+    p.add_argument(
+        "--max-memory",
+        help="refuse a model that needs more than this (e.g. 8GB); default: the device's free "
+        "memory",
+    )
     add_backend_args(p)
 
 
@@ -209,6 +219,8 @@ def load_model(args: argparse.Namespace) -> Any:
         revision=args.revision,
         batch_size=args.batch_size,
         num_workers=args.loader_threads,
+        device_map=getattr(args, "device_map", None),
+        max_memory=getattr(args, "max_memory", None),
         **backend_options(args),
     )
     args._loading = False

@@ -259,7 +259,8 @@ class Family:
             raise CheckpointError(
                 f"{source} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})"
             )
-        processor = cls.load_processor(source, **hub)
+        placed = {k: v for k, v in hub.items() if k != "device_map"}  # weights only
+        processor = cls.load_processor(source, **placed)
         model_cls = getattr(transformers, cls.model_class)
         model, info = model_cls.from_pretrained(
             source, dtype=dtype, output_loading_info=True, **hub
@@ -274,7 +275,11 @@ class Family:
                 f"{cls.model_class} ({shown}): it is not a complete {cls.key} checkpoint, and "
                 "running it would give random outputs"
             )
-        model.to(device).eval()
+        if "device_map" in hub:  # accelerate placed it; inputs go where its first layers are
+            device = next(model.parameters()).device
+            model.eval()
+        else:
+            model.to(device).eval()
         if cls.vision_tower:
             from im2text.engine.dedupe import encode_unique_images
 
