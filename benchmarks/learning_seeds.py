@@ -25,7 +25,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main() -> int:
     from im2text.testing import learning
 
-    recipes = {"caption": learning.shapes_captioning, "vqa": learning.easy_vqa}
+    recipes = {
+        "caption": learning.shapes_captioning,
+        "vqa": learning.easy_vqa,
+        "vlm": learning.shapes_chat_vlm,
+    }
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--recipe", choices=sorted(recipes), required=True)
     ap.add_argument("--seeds", default="0,1,2,3,4")

@@ -9,4 +9,4 @@ export HF_HUB_OFFLINE=1
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks
 mypy src/im2text --ignore-missing-imports
-python -m pytest -q "$@"
+python -m pytest -q --durations=25 "$@"

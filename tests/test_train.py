@@ -267,3 +267,64 @@ def test_vlms_train_on_the_answer_only(kind: str, tiny, tmp_path: Path) -> None:
     frozen = {n for n, p in family.model.named_parameters() if not p.requires_grad}
     assert frozen and all(f".{family.vision_module}." in f".{n}" for n in frozen)
     assert im2text.load(str(tmp_path / "run" / "last")).caption(images[0], max_new_tokens=3).ok
+
+
+def test_vlm_lora_by_default_above_a_size_trains_the_connector_too(tiny, tmp_path: Path) -> None:
+    """LoRA is the default for chat VLMs above their size threshold (recorded in the run's
+    config); the adapters and the connector learn, the LLM's and tower's weights do not."""
+    from im2text.testing.data import shape_dataset
+    from im2text.train import Example, TrainConfig, fit
+
+    data = [Example(im, c) for im, c in shape_dataset(8, seed=1)]
+    small = im2text.load(str(tiny("llava")))
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "full"), max_steps=2, batch_size=4,
+                      lr=1e-3, eval_every=100)  # fmt: skip
+    fit(small, data, data[:2], cfg)
+    assert (
+        json.loads((tmp_path / "full" / "last" / "train_config.json").read_text())["lora"] is False
+    )
+
+    model = im2text.load(str(tiny("llava")))
+    model.family.lora_by_default_above = 1_000  # as if it were a 7B model: the tiny one is larger
+    before = {n: p.detach().clone() for n, p in model.family.model.named_parameters()}
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "lora"), max_steps=3, batch_size=4,
+                      lr=1e-2, eval_every=100)  # fmt: skip
+    fit(model, data, data[:2], cfg)
+    assert (
+        json.loads((tmp_path / "lora" / "last" / "train_config.json").read_text())["lora"] is True
+    )
+    net = model.family.model
+    trained = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trained)
+    assert any("multi_modal_projector" in n for n in trained)  # the connector, in full
+    assert not any("vision_tower" in n and "lora_" not in n for n in trained)
+    after = dict(net.named_parameters())
+    lm_head = next(n for n in after if n.endswith("lm_head.weight"))
+    assert torch.equal(after[lm_head], before["lm_head.weight"])  # the LLM itself unchanged
+
+
+@pytest.mark.parametrize("kind", ["florence2", "got-ocr2"])
+def test_task_token_and_ocr_vlms_fine_tune(kind: str, tiny, tmp_path: Path) -> None:
+    """Florence-2 (target after its task prompt, as `<s> text </s>` labels) and GOT-OCR 2.0
+    (the text after its OCR turn): loss only on the target, the image encoder frozen, a few
+    steps drive the loss down, and the run loads back."""
+    from im2text.testing.data import shape_dataset
+    from im2text.train import Example, TrainConfig, fit
+
+    model = im2text.load(str(tiny(kind)))
+    family = model.family
+    images = [im for im, _ in shape_dataset(2, seed=0)]
+    inputs = family.training_inputs(images, [None, None], ["a red ring", "red"])
+    for labels, answer in zip(inputs["labels"], ["a red ring", "red"], strict=True):
+        kept = labels[labels != -100].tolist()
+        assert family.tokenizer.decode(kept, skip_special_tokens=True).strip() == answer
+    data = [Example(im, c) for im, c in shape_dataset(16, seed=1)]
+    losses: list[float] = []
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), max_steps=40, batch_size=8,
+                      lr=3e-3, eval_every=40, warmup=0.0)  # fmt: skip
+    fit(model, data, data[:4], cfg, on_step=lambda step, loss: losses.append(loss))
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    frozen = {n for n, p in family.model.named_parameters() if not p.requires_grad}
+    assert frozen and all("vision_tower" in n for n in frozen)
+    again = im2text.load(str(tmp_path / "run" / "last"))
+    assert again.family.key == family.key

@@ -196,6 +196,15 @@ PRESETS: dict[str, Preset] = {
             license="mit",
         ),
         Preset(
+            name="got-ocr-2",
+            family="got-ocr2",
+            hub_id="stepfun-ai/GOT-OCR-2.0-hf",
+            tasks=("read",),
+            description="GOT-OCR 2.0: document OCR VLM (SAM-style ViT + Qwen2-0.5B; 0.6B params)",
+            generation={"max_new_tokens": 1024},
+            license="apache-2.0",
+        ),
+        Preset(
             name="blip-vqa-base",
             family="blip-vqa",
             hub_id="Salesforce/blip-vqa-base",

@@ -29,7 +29,9 @@ def add_parsers(sub: Any) -> None:
         if f.default is not dataclasses.MISSING and f.default is not None:
             text += f" (default: {f.default})"
         kind = str(f.type).split(" ")[0]
-        if kind == "bool":
+        if f.name in ("lora", "freeze_vision"):  # three states: on, off, the family's default
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
+        elif kind == "bool":
             p.add_argument(
                 flag,
                 *_SHORT.get(f.name, []),

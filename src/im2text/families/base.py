@@ -185,9 +185,12 @@ class MultiObjective(Protocol):
 
 @runtime_checkable
 class LoraAdaptable(Protocol):
-    """Names the modules LoRA adapters go on (only the language model's)."""
+    """Names the modules LoRA adapters go on (only the language model's), and those trained in
+    full beside them (a VLM's connector: new to the task, small)."""
 
     def lora_targets(self) -> list[str]: ...
+
+    def lora_trained_in_full(self) -> list[str]: ...
 
 
 # --- families -------------------------------------------------------------------------------------
@@ -222,6 +225,8 @@ class Family:
     needs_weights: ClassVar[bool] = True  # False for engines that ship their own (rapidocr)
     needs_tokenizer: ClassVar[bool] = True  # False for image-only models (ViT classifiers)
     line_positions: ClassVar[bool] = True  # read lines carry their own boxes (see Reader)
+    # Fine-tune with LoRA by default above this many parameters (None: full fine-tuning).
+    lora_by_default_above: ClassVar[int | None] = None
     tasks: ClassVar[tuple[str, ...]]  # what this family's checkpoints are for
     # Submodules that can run as exported graphs (--backend onnxruntime | openvino); the rest
     # of the model stays in torch. () = torch only.
@@ -316,6 +321,12 @@ class Family:
         crop = getattr(improc, "crop_size", None) or {}
         values = [v for d in (size, crop) for v in dict(d).values() if isinstance(v, int)]
         return max(values) if values else 384
+
+    def vision_parameters(self) -> list[torch.nn.Parameter]:
+        """The image encoder's parameters (what --freeze-vision fixes)."""
+        if not self.vision_tower:
+            return []
+        return list(self.model.get_submodule(self.vision_tower).parameters())
 
     def _to_device(self, v: Any) -> Any:
         if not isinstance(v, torch.Tensor):

@@ -307,6 +307,10 @@ class Blip2(GenerativeFamily):
             return ["q", "v"]
         return ["q_proj", "v_proj"]  # the BLIP-2 paper's VQA template
 
+    def lora_trained_in_full(self) -> list[str]:
+        """Nothing: with --lora, the adapters alone learn (the Q-Former stays as it was)."""
+        return []
+
     def prepare(
         self, images: list[Image.Image], prompts: list[str | None]
     ) -> dict[str, torch.Tensor]:

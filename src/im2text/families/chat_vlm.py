@@ -44,6 +44,9 @@ class InstructedVlm(GenerativeFamily):
     line_positions = False  # the answer's lines, in its order; no boxes of their own
     vision_module: str = "vision_tower"  # the image encoder's name (frozen to train)
     nested_images: ClassVar[bool] = False  # the processor takes one list of images per text
+    # The modules between image encoder and LLM (under `model.`), trained in full with LoRA.
+    connectors: ClassVar[tuple[str, ...]] = ("multi_modal_projector",)
+    lora_by_default_above = 2_000_000_000  # LoRA for chat VLMs above 2B parameters
     # Encoded once per distinct image in a batch (many questions about one image); each row of
     # its pixel_values is one image or tile, encoded on its own.
     vision_tower: ClassVar[str | None] = "model.vision_tower"
@@ -65,9 +68,20 @@ class InstructedVlm(GenerativeFamily):
 
     def prepare_for_training(self) -> None:
         """The connector and the LLM learn; the image encoder stays frozen (LLaVA's recipe)."""
+        vision = {id(p) for p in self.vision_parameters()}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) not in vision)
+
+    def vision_parameters(self) -> list[torch.nn.Parameter]:
+        """Every parameter under a module named `vision_module` (the image encoder)."""
         frozen = f".{self.vision_module}."
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(frozen not in f".{name}")
+        return [p for n, p in self.model.named_parameters() if frozen in f".{n}"]
+
+    def lora_trained_in_full(self) -> list[str]:
+        """The connector from image features to the LLM (LLaVA's LoRA recipe trains it fully):
+        new to each task's images, and small next to the LLM."""
+        names = {n for n, _ in self.model.named_modules()}
+        return [n for n in self.connectors if f"model.{n}" in names]
 
     def lora_targets(self) -> list[str]:
         """The LLM's attention projections by full name (image encoders share the names)."""

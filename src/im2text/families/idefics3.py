@@ -22,4 +22,5 @@ class Idefics3(ChatVlm):
     nested_images = True  # one list of images per text
     model_class = "Idefics3ForConditionalGeneration"
     vision_module = "vision_model"
+    connectors = ("connector",)
     vision_tower = None  # its patch mask rides beside pixel_values: rows cannot be deduplicated

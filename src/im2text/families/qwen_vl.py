@@ -25,6 +25,7 @@ class QwenVl(ChatVlm):
                      "Qwen3VLForConditionalGeneration")  # fmt: skip
     model_class = "AutoModelForImageTextToText"
     vision_module = "visual"
+    connectors = ()  # its merger belongs to the frozen `visual` module
     vision_tower = None  # rows of its pixel_values are patches of all images, not images
 
     @classmethod

@@ -335,9 +335,19 @@ _LLAVA_TEMPLATE = (
 )
 
 
-def _build_llava(out: Path) -> None:
-    """LLaVA: a tiny CLIP vision tower + projector + Llama, the llava-hf processor layout with a
-    chat template (16 image tokens for a 32 px image in 8 px patches, CLS dropped)."""
+def _build_llava(
+    out: Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    image_size: int = _IMAGE,
+    patch_size: int = 8,
+    init_range: float = 0.2,
+) -> None:
+    """LLaVA: a CLIP vision tower + projector + Llama, the llava-hf processor layout with a chat
+    template. Default: tiny (16 image tokens for a 32 px image in 8 px patches, CLS dropped);
+    the keywords size it up for learning runs (`init_range` 0.02 to train from scratch)."""
     from transformers import (
         CLIPImageProcessor,
         LlavaConfig,
@@ -346,12 +356,14 @@ def _build_llava(out: Path) -> None:
     )
 
     tok, _ = _blip2_lm("opt")  # BPE with </s> as BOS/EOS, <pad> and <image>
-    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                max_position_embeddings=128, initializer_range=0.2, bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
-    vision = dict(model_type="clip_vision_model", image_size=_IMAGE, patch_size=8,
-                  projection_dim=32, **_TINY)  # fmt: skip
+    size = dict(hidden_size=hidden, intermediate_size=4 * hidden if hidden > 32 else 64,
+                num_hidden_layers=layers, num_attention_heads=heads)  # fmt: skip
+    text = dict(model_type="llama", vocab_size=len(tok), **size, num_key_value_heads=heads,
+                max_position_embeddings=128, initializer_range=init_range,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(model_type="clip_vision_model", image_size=image_size, patch_size=patch_size,
+                  projection_dim=hidden, **size)  # fmt: skip
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -365,12 +377,12 @@ def _build_llava(out: Path) -> None:
     gen.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
     improc = CLIPImageProcessor(
-        size={"shortest_edge": _IMAGE}, crop_size={"height": _IMAGE, "width": _IMAGE}
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
     processor = LlavaProcessor(
         image_processor=improc,
         tokenizer=tok,
-        patch_size=8,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         chat_template=_LLAVA_TEMPLATE,
         image_token="<image>",
@@ -941,7 +953,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "instructblip-t5-bos": lambda out: _build_instructblip(out, lm="t5", t5_bos="new"),
     "git": _build_git,
     "vision-encoder-decoder": _build_vision_encoder_decoder,
-    "llava": _build_llava,
+    "llava": lambda out, **kw: _build_llava(out, **kw),
     "idefics3": _build_idefics3,
     "paligemma": _build_paligemma,
     "llava-onevision": _build_llava_onevision,

@@ -188,3 +188,64 @@ def pretrain_caption_lm(out: str | Path, *, steps: int = 1500, seed: int = 0) ->
     lm.eval().save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# A LLaVA-style VLM (CLIP tower, projector, Llama) at BLIP's learning size, from scratch.
+VLM_MODEL: dict[str, Any] = dict(hidden=96, layers=2, heads=4, image_size=64, patch_size=16,
+                                 init_range=0.02)  # fmt: skip
+VLM_TRAIN = ["--batch-size", "32", "--lr", "3e-3", "--warmup", "0.05", "--eval-every", "100000"]
+
+
+def _reworded(folder: Path) -> Path:
+    """The same images, captions in another form ("red circle, small"): what LoRA adapts to."""
+    rows = [json.loads(x) for x in (folder / "metadata.jsonl").read_text().splitlines()]
+    with open(folder / "metadata.jsonl", "w") as f:
+        for r in rows:
+            _, size, color, shape = r["text"].split(" ")
+            f.write(json.dumps({**r, "text": f"{color} {shape}, {size}"}) + "\n")
+    return folder
+
+
+def shapes_chat_vlm(
+    work: str | Path,
+    *,
+    seed: int = 0,
+    extra: list[str] | None = None,
+    steps: int = 1000,
+    lora_steps: int = 400,
+) -> dict[str, float]:
+    """A tiny LLaVA trained from scratch through `im2text train` (chat template, loss on the
+    answer only, image encoder trained too: it starts random), held-out exact match on 200 new
+    images; then LoRA (`--lora`: adapters on the LLM, the projector in full) teaches the
+    trained model a new caption form, judged the same way. `extra`: more flags for the first
+    run. About 2 minutes on a quiet 2-core CPU."""
+    import im2text
+
+    work = Path(work)
+    train = shape_folder(work / "train", 8000, seed=1)
+    val = shape_folder(work / "val", 100, seed=2)
+    ckpt = build_checkpoint("llava", work / "init", **VLM_MODEL)
+    out = work / "run"
+    _train(ckpt, train, val, out, seed,
+           ["--max-steps", str(steps), "--no-freeze-vision", "--no-lora", *VLM_TRAIN,
+            *(extra or [])])  # fmt: skip
+    held_out = shape_dataset(200, seed=3)
+    images = [im for im, _ in held_out]
+    kw = dict(num_beams=1, max_new_tokens=8)
+    model = im2text.load(str(out / "best"))
+    texts = [c.text for c in model.caption(images, **kw)]
+    result = {"exact": sum(t == ref for t, (_, ref) in zip(texts, held_out)) / len(held_out)}
+    # LoRA: the same images, reworded captions.
+    _reworded(train)
+    _reworded(val)
+    adapted = work / "lora"
+    _train(out / "best", train, val, adapted, seed,
+           ["--max-steps", str(lora_steps), "--lora", "--lora-merge", *VLM_TRAIN])  # fmt: skip
+    model = im2text.load(str(adapted / "best"))
+    texts = [c.text for c in model.caption(images, **kw)]
+    refs = [f"{c} {s}, {z}" for _, ref in held_out for _, z, c, s in [ref.split(" ")]]
+    result["exact_lora"] = sum(t == r for t, r in zip(texts, refs)) / len(refs)
+    result["old_form_after_lora"] = sum(t == ref for t, (_, ref) in zip(texts, held_out)) / len(
+        held_out
+    )
+    return result

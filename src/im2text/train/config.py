@@ -33,8 +33,12 @@ class TrainConfig:
     weight_decay: float = 0.05  # AdamW weight decay
     warmup: float = 0.05  # share of the run spent warming the LR up linearly
     max_grad_norm: float = 1.0  # gradient clipping
-    freeze_vision: bool = False  # keep the image encoder fixed (faster, less memory)
-    lora: bool = False  # train LoRA adapters (peft) instead of the language model's weights
+    # Keep the image encoder fixed (faster, less memory). None: the family's default (chat VLMs
+    # keep theirs frozen, as LLaVA's recipe does; the others train it); False trains it anyway.
+    freeze_vision: bool | None = None
+    # Train LoRA adapters (peft) instead of the language model's weights. None: the family's
+    # default (chat VLMs above 2B parameters: on; the rest: off).
+    lora: bool | None = None
     lora_rank: int = 8  # LoRA rank r
     lora_merge: bool = False  # merge adapters into the weights when saving
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 uses loss scaling)

@@ -16,7 +16,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -109,6 +109,8 @@ def fit(
     family = model.family
     _require_trainable(family)
     objectives = _objectives(family, config)  # refused runs claim no folder
+    if config.lora is None:  # the family's default, recorded as chosen
+        config = replace(config, lora=_lora_by_default(family, objectives))
     if config.metric is None:
         config = _with_default_metric(config, val_set, objectives)
     out = Path(config.output)
@@ -119,9 +121,9 @@ def fit(
 
     family.training_objectives = objectives
     family.prepare_for_training()  # the family's own rule (BLIP-2: the LLM stays frozen)
-    if config.freeze_vision and family.vision_tower:
-        for p in net.get_submodule(family.vision_tower).parameters():
-            p.requires_grad_(False)
+    if config.freeze_vision is not None:  # asked for either way: over the family's default
+        for p in family.vision_parameters():
+            p.requires_grad_(not config.freeze_vision)
     if config.lora:
         net = _add_lora(family, config)
     # The module trained: the model, plus heads when ITC / ITM join (its forward sums the losses).
@@ -335,7 +337,6 @@ def _objectives(family: Any, config: TrainConfig) -> tuple[str, ...]:
 def _with_default_metric(
     config: TrainConfig, val_set: Sequence[Example], objectives: tuple[str, ...]
 ) -> TrainConfig:
-    from dataclasses import replace
 
     if config.task == "retrieval" or "lm" not in objectives:  # nothing generated: retrieval
         return replace(config, metric="mean_recall")
@@ -398,8 +399,10 @@ def evaluate_examples(model: Any, examples: list[Example], config: TrainConfig) 
         outs = model.ask_iter(list(zip(sources, [ex.prompt for ex in examples], strict=True)),
                               **gen)  # fmt: skip
         preds = [a.text for a in outs]
-    else:
+    elif model.can("caption"):
         preds = [c.text for c in model.caption_iter(sources, prompt=config.prompt, **gen)]
+    else:  # a reader fine-tuned on (image, text) pairs (GOT-OCR): judged on what it reads
+        preds = [r.text for r in model.read_iter(sources, **gen)]
     refs = [list(ex.references) or [ex.target] for ex in examples]
     metrics: dict[str, Any] = {
         "exact": sum(p.strip().lower() in {r.strip().lower() for r in rs}
@@ -492,8 +495,17 @@ def _is_peft(net: Any) -> bool:
     return isinstance(net, PeftModel)
 
 
+def _lora_by_default(family: Any, objectives: Sequence[str]) -> bool:
+    """LoRA when the family asks for it above a size and the run trains the LM."""
+    above = family.lora_by_default_above
+    if above is None or "lm" not in objectives:
+        return False
+    return sum(p.numel() for p in family.model.parameters()) > above
+
+
 def _add_lora(family: Any, config: TrainConfig) -> Any:
-    """Wrap the language model with LoRA adapters; everything else is frozen."""
+    """Wrap the language model with LoRA adapters; everything else is frozen but the modules
+    the family trains in full beside them (a VLM's connector)."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
@@ -503,9 +515,11 @@ def _add_lora(family: Any, config: TrainConfig) -> Any:
         p.requires_grad_(False)
     from im2text.families import LoraAdaptable
 
-    targets = family.lora_targets() if isinstance(family, LoraAdaptable) else ["q_proj", "v_proj"]
+    adaptable = isinstance(family, LoraAdaptable)
+    targets = family.lora_targets() if adaptable else ["q_proj", "v_proj"]
+    full = family.lora_trained_in_full() if adaptable else []
     lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.05,
-                      target_modules=targets)  # fmt: skip
+                      target_modules=targets, modules_to_save=full or None)  # fmt: skip
     peft_model = get_peft_model(net, lora)
     family.model = peft_model
     return peft_model
