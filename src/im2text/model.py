@@ -781,7 +781,11 @@ def _load_family(
     from transformers import AutoConfig
 
     from im2text.engine.memory import check_fits
+    from im2text.families.frcnn import FrcnnDetector
 
+    if FrcnnDetector.is_checkpoint(source) or (preset is not None and preset.family == "frcnn"):
+        # A region detector's folder (config.yaml + pytorch_model.bin), not a transformers one.
+        return FrcnnDetector.from_pretrained(source, device=dev, dtype=torch.float32, **hub)
     config = AutoConfig.from_pretrained(source, **hub)
     family_cls = family_for_config(config.model_type, getattr(config, "architectures", None))
     if preset is not None and family_cls.key != preset.family:

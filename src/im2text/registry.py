@@ -205,6 +205,14 @@ PRESETS: dict[str, Preset] = {
             license="apache-2.0",
         ),
         Preset(
+            name="frcnn-vg",
+            family="frcnn",
+            hub_id="unc-nlp/frcnn-vg-finetuned",
+            tasks=("detect",),
+            description="Visual Genome Faster R-CNN (ResNet-101 C4): 36 regions, 1,600 objects, "
+            "400 attributes; the features VisualBERT / LXMERT read",
+        ),
+        Preset(
             name="blip-vqa-base",
             family="blip-vqa",
             hub_id="Salesforce/blip-vqa-base",

@@ -23,6 +23,7 @@ from im2text.families.blip2 import Blip2
 from im2text.families.clip import Clip
 from im2text.families.encoder_decoder import VisionEncoderDecoder
 from im2text.families.florence2 import Florence2
+from im2text.families.frcnn import FrcnnDetector
 from im2text.families.git import Git
 from im2text.families.got_ocr2 import GotOcr2
 from im2text.families.idefics3 import Idefics3
@@ -52,6 +53,7 @@ FAMILIES: dict[str, type[Family]] = {
         ImageTextToText,
         Florence2,
         GotOcr2,
+        FrcnnDetector,
         Clip,
         Vit,
         RapidOcr,

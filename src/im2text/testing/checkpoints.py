@@ -928,6 +928,84 @@ def _build_trocr(out: Path) -> None:
     TrOCRProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
 
 
+def frcnn_vg_config(**sizes: Any) -> dict:
+    """The Visual Genome Faster R-CNN's config.yaml (unc-nlp/frcnn-vg-finetuned: ResNet-101 C4,
+    1,600 objects, 400 attributes, 36 regions), every key the reference code reads; `sizes`
+    overrides ("RESNETS.DEPTH": 50, ...) make a small one of the same layout."""
+    cfg: dict[str, Any] = {
+        "ANCHOR_GENERATOR": {"ASPECT_RATIOS": [[0.5, 1.0, 2.0]], "OFFSET": 0.0,
+                             "SIZES": [[32, 64, 128, 256, 512]]},
+        "BACKBONE": {"FREEZE_AT": 2},
+        "INPUT": {"FORMAT": "BGR", "MAX_SIZE_TEST": 1000, "MIN_SIZE_TEST": 600},
+        "MAX_DETECTIONS": 36,
+        "MIN_DETECTIONS": 10,
+        "MODEL": {"DEVICE": "cpu", "MAX_POOL": True,
+                  "PIXEL_MEAN": [102.9801, 115.9465, 122.7717], "PIXEL_STD": [1.0, 1.0, 1.0]},
+        "PAD_VALUE": 0.0,
+        "PROPOSAL_GENERATOR": {"HIDDEN_CHANNELS": 512, "MIN_SIZE": 0},
+        "RESNETS": {"DEPTH": 101, "NORM": "BN", "NUM_GROUPS": 1, "OUT_FEATURES": ["res4"],
+                    "RES2_OUT_CHANNELS": 256, "RES5_DILATION": 1, "STEM_OUT_CHANNELS": 64,
+                    "STRIDE_IN_1X1": True, "WIDTH_PER_GROUP": 64},
+        "ROI_BOX_HEAD": {"ATTR": True, "BBOX_REG_WEIGHTS": [10.0, 10.0, 5.0, 5.0],
+                         "CLS_AGNOSTIC_BBOX_REG": False, "NUM_ATTRS": 400,
+                         "POOLER_RESOLUTION": 14, "POOLER_SAMPLING_RATIO": 2,
+                         "RES5HALVE": False, "SMOOTH_L1_BETA": 0.0},
+        "ROI_HEADS": {"IN_FEATURES": ["res4"], "IOU_LABELS": [0, 1], "IOU_THRESHOLDS": [0.5],
+                      "NMS_THRESH_TEST": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                      "NUM_CLASSES": 1600, "POSITIVE_FRACTION": 0.5,
+                      "PROPOSAL_APPEND_GT": True, "SCORE_THRESH_TEST": 0.2},
+        "RPN": {"BATCH_SIZE_PER_IMAGE": 256, "BBOX_REG_WEIGHTS": [1.0, 1.0, 1.0, 1.0],
+                "BOUNDARY_THRESH": -1, "IN_FEATURES": ["res4"], "IOU_LABELS": [0, -1, 1],
+                "IOU_THRESHOLDS": [0.3, 0.7], "LOSS_WEIGHT": 1.0, "NMS_THRESH": 0.7,
+                "POSITIVE_FRACTION": 0.5, "POST_NMS_TOPK_TEST": 300,
+                "POST_NMS_TOPK_TRAIN": 2000, "PRE_NMS_TOPK_TEST": 6000,
+                "PRE_NMS_TOPK_TRAIN": 12000, "SMOOTH_L1_BETA": 0.0},
+        "SIZE_DIVISIBILITY": 0,
+    }  # fmt: skip
+    for path, value in sizes.items():
+        *parents, leaf = path.split(".")
+        node = cfg
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return cfg
+
+
+# The tiny detector: ResNet-50's depth at 1/8 of its width, 64 px inputs, 20 objects and 10
+# attributes (named in vocab files, as the real folder can be), 36 regions.
+TINY_FRCNN = {"RESNETS.DEPTH": 50, "RESNETS.STEM_OUT_CHANNELS": 8,
+              "RESNETS.RES2_OUT_CHANNELS": 32, "RESNETS.WIDTH_PER_GROUP": 8,
+              "PROPOSAL_GENERATOR.HIDDEN_CHANNELS": 16, "ANCHOR_GENERATOR.SIZES": [[8, 16, 32]],
+              "INPUT.MIN_SIZE_TEST": 64, "INPUT.MAX_SIZE_TEST": 96,
+              "ROI_HEADS.NUM_CLASSES": 20, "ROI_BOX_HEAD.NUM_ATTRS": 10,
+              "ROI_BOX_HEAD.POOLER_RESOLUTION": 4, "RPN.PRE_NMS_TOPK_TEST": 200,
+              "RPN.POST_NMS_TOPK_TEST": 60}  # fmt: skip
+_FRCNN_OBJECTS = ("car", "tree", "building", "person", "dog", "cat", "sky", "road", "window",
+                  "sign", "ball", "table", "chair", "cup", "shirt", "hat", "wall", "grass",
+                  "cloud", "boat")  # fmt: skip
+_FRCNN_ATTRIBUTES = ("red", "green", "blue", "white", "black", "tall", "small", "large",
+                     "wooden", "round")  # fmt: skip
+
+
+def _build_frcnn(out: Path, **sizes: Any) -> None:
+    """The detector in its Hub layout: config.yaml + pytorch_model.bin (+ label files)."""
+    import torch
+    import yaml
+
+    from im2text.families.frcnn import GeneralizedRCNN, read_config
+
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(frcnn_vg_config(**(sizes or TINY_FRCNN))))
+    model = GeneralizedRCNN(read_config(out / "config.yaml"))
+    with torch.no_grad():  # distinct class scores: random heads, not detectron2's near-zero init
+        for name, p in model.named_parameters():
+            if name.startswith("roi_heads.box_predictor") and p.dim() > 1:
+                p.normal_(0, 0.2)
+    torch.save(model.state_dict(), out / "pytorch_model.bin")
+    (out / "objects_vocab.txt").write_text("\n".join(_FRCNN_OBJECTS) + "\n")
+    (out / "attributes_vocab.txt").write_text("\n".join(_FRCNN_ATTRIBUTES) + "\n")
+
+
 _TINY_BLIP: dict[str, Any] = {"init_range": 0.06}
 
 _BUILDERS: dict[str, Callable[..., None]] = {
@@ -961,6 +1039,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "llava-next": _build_llava_next,
     "florence2": _build_florence2,
     "got-ocr2": _build_got_ocr2,
+    "frcnn": _build_frcnn,
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
@@ -1006,7 +1085,7 @@ def build_checkpoint(kind: str, root: str | os.PathLike, **kwargs) -> Path:
         digest = hashlib.sha1(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()
         name = f"{kind}-{digest[:10]}"
     out = Path(root) / name
-    if (out / "config.json").exists():
+    if (out / "config.json").exists() or (out / "config.yaml").exists():
         return out
     torch.manual_seed(0)
     tmp = out.with_name(out.name + ".tmp")
