@@ -37,6 +37,8 @@ KIND_OF = {
     "florence2": "florence2",
     "got-ocr2": "got-ocr2",
     "frcnn": "frcnn",
+    "visualbert": "visualbert-vqa",
+    "visualbert-nlvr2": "visualbert-nlvr2",
     "clip": "clip",
     "vit": "vit",
 }

@@ -213,6 +213,21 @@ PRESETS: dict[str, Preset] = {
             "400 attributes; the features VisualBERT / LXMERT read",
         ),
         Preset(
+            name="visualbert-vqa",
+            family="visualbert",
+            hub_id="uclanlp/visualbert-vqa",
+            tasks=("ask",),
+            description="VisualBERT VQA (BERT-base over 36 Visual Genome regions from frcnn-vg; "
+            "answers from its label set)",
+        ),
+        Preset(
+            name="visualbert-nlvr2",
+            family="visualbert-nlvr2",
+            hub_id="uclanlp/visualbert-nlvr2",
+            tasks=("ask",),
+            description="VisualBERT NLVR2: is a statement about two images (side by side) true?",
+        ),
+        Preset(
             name="blip-vqa-base",
             family="blip-vqa",
             hub_id="Salesforce/blip-vqa-base",

@@ -34,6 +34,7 @@ from im2text.families.paligemma import PaliGemma
 from im2text.families.qwen_vl import QwenVl
 from im2text.families.rapidocr import RapidOcr
 from im2text.families.tesseract import Tesseract
+from im2text.families.visualbert import VisualBert, VisualBertNlvr2
 from im2text.families.vit import Vit
 
 FAMILIES: dict[str, type[Family]] = {
@@ -54,6 +55,8 @@ FAMILIES: dict[str, type[Family]] = {
         Florence2,
         GotOcr2,
         FrcnnDetector,
+        VisualBert,
+        VisualBertNlvr2,
         Clip,
         Vit,
         RapidOcr,

@@ -1006,6 +1006,36 @@ def _build_frcnn(out: Path, **sizes: Any) -> None:
     (out / "attributes_vocab.txt").write_text("\n".join(_FRCNN_ATTRIBUTES) + "\n")
 
 
+# easy-vqa's 13 answers and a few more: the tiny VisualBERT's answer labels.
+VQA_ANSWERS = ("yes", "no", "circle", "rectangle", "triangle", "red", "green", "blue", "black",
+               "gray", "teal", "brown", "yellow", "dog", "cat", "two")  # fmt: skip
+
+
+def _build_visualbert(out: Path, *, head: str = "vqa", hidden: int = 32, layers: int = 2,
+                      heads: int = 2, init_range: float = 0.2) -> None:  # fmt: skip
+    """VisualBERT (VQA, or NLVR2 with `head="nlvr2"`) over the tiny detector (256-d regions,
+    in `detector/`), a WordPiece tokenizer, answer labels in the config."""
+    from transformers import (
+        VisualBertConfig,
+        VisualBertForQuestionAnswering,
+        VisualBertForVisualReasoning,
+    )
+
+    tok = _bert_tokenizer()
+    labels = list(VQA_ANSWERS) if head == "vqa" else ["false", "true"]
+    config = VisualBertConfig(
+        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=4 * hidden, visual_embedding_dim=256,
+        max_position_embeddings=128, initializer_range=init_range, pad_token_id=tok.pad_token_id,
+        id2label=dict(enumerate(labels)),
+        label2id={a: i for i, a in enumerate(labels)},
+    )  # fmt: skip
+    cls = VisualBertForQuestionAnswering if head == "vqa" else VisualBertForVisualReasoning
+    cls(config).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    _build_frcnn(out / "detector")
+
+
 _TINY_BLIP: dict[str, Any] = {"init_range": 0.06}
 
 _BUILDERS: dict[str, Callable[..., None]] = {
@@ -1040,6 +1070,8 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "florence2": _build_florence2,
     "got-ocr2": _build_got_ocr2,
     "frcnn": _build_frcnn,
+    "visualbert-vqa": lambda out, **kw: _build_visualbert(out, **kw),
+    "visualbert-nlvr2": lambda out: _build_visualbert(out, head="nlvr2"),
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }

@@ -1,0 +1,115 @@
+"""VisualBERT from a raw image: the detector's regions into transformers' VisualBERT, equal to a
+direct computation on the same features; batched == single; candidates; cached regions; bad
+inputs fail alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from conftest import random_images
+
+import im2text
+from im2text.families.visualbert import RegionCache
+
+QUESTIONS = ["what shape is it?", "what color is the shape?", "is it red?"]
+
+
+@pytest.fixture(scope="module")
+def vqa(tiny, tmp_path_factory) -> im2text.Model:
+    import os
+
+    os.environ["IM2TEXT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return im2text.load(str(tiny("visualbert-vqa")))
+
+
+def _direct(path: str, image, question: str) -> torch.Tensor:
+    """The demo's recipe with plain transformers: the detector's 36 features, [CLS] q [SEP],
+    visual segment 1, VisualBertForQuestionAnswering -> softmax over the labels."""
+    detector = im2text.load(str(Path(path) / "detector"))
+    feats = detector.family.regions([image])[0]["features"][None]
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.VisualBertForQuestionAnswering.from_pretrained(path).eval()
+    enc = tok([question], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc, visual_embeds=feats,
+                       visual_attention_mask=torch.ones(1, feats.shape[1], dtype=torch.long),
+                       visual_token_type_ids=torch.ones(1, feats.shape[1], dtype=torch.long),
+                       ).logits  # fmt: skip
+    return logits.softmax(-1)[0]
+
+
+def test_answers_equal_the_direct_computation(vqa: im2text.Model, tiny) -> None:
+    assert vqa.family.key == "visualbert" and vqa.tasks == ("ask",)
+    imgs = random_images(3, seed=7, size=(100, 80))
+    answers = vqa.ask(imgs, QUESTIONS)
+    labels = vqa.family.model.config.id2label
+    for im, q, a in zip(imgs, QUESTIONS, answers, strict=True):
+        probs = _direct(str(tiny("visualbert-vqa")), im, q)
+        assert a.ok and a.text == labels[int(probs.argmax())]
+        assert a.confidence == pytest.approx(float(probs.max()), abs=1e-5)
+    single = [vqa.ask(im, q) for im, q in zip(imgs, QUESTIONS, strict=True)]
+    assert [(a.text, round(a.confidence, 6)) for a in answers] == [
+        (a.text, round(a.confidence, 6)) for a in single
+    ]
+
+
+def test_candidates_share_the_probability(vqa: im2text.Model, tiny) -> None:
+    im = random_images(1, seed=8)[0]
+    a = vqa.ask(im, "is it red?", candidates=["yes", "no", "circle"])
+    probs = _direct(str(tiny("visualbert-vqa")), im, "is it red?")
+    ids = [vqa.family.answer_ids[c] for c in ("yes", "no", "circle")]
+    share = probs[ids] / probs[ids].sum()
+    assert dict(a.ranking) == pytest.approx(dict(zip(["yes", "no", "circle"], share.tolist())))
+    assert sum(p for _, p in a.ranking) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not among this model's 16 answers: purple elephant"):
+        vqa.ask(im, "is it red?", candidates=["yes", "purple elephant"])
+
+
+def test_bad_inputs_fail_alone(vqa: im2text.Model, tmp_path: Path) -> None:
+    broken = tmp_path / "x.png"
+    broken.write_bytes(b"not a png")
+    im = random_images(1, seed=9)[0]
+    out = vqa.ask([im, str(broken), im, im], ["is it red?", "is it red?", "", "is it red?"])
+    assert out[0].ok and out[3].ok and out[0].text == out[3].text
+    assert not out[1].ok and not out[2].ok and "empty question" in out[2].error
+
+
+def test_region_cache_is_keyed_by_content(vqa: im2text.Model, tmp_path: Path) -> None:
+    cache = RegionCache(tmp_path, vqa.family.detector)
+    a, b = random_images(2, seed=10)
+    assert cache.get(a) is None and cache.misses == 1
+    regions = vqa.family.detector.regions([a])[0]
+    cache.put(a, {"features": regions["features"]})
+    assert torch.equal(cache.get(a)["features"], regions["features"]) and cache.hits == 1
+    assert cache.get(b) is None
+    assert cache.get(a.copy()) is not None  # same pixels, another object: a hit
+
+
+def test_nlvr2_reads_both_halves_of_a_pair(tiny) -> None:
+    """A statement about two images (side by side): "true"/"false" with the probability the
+    direct computation gives on the left then the right image's regions."""
+    from im2text.families.visualbert import side_by_side
+
+    path = str(tiny("visualbert-nlvr2"))
+    model = im2text.load(path)
+    assert model.family.key == "visualbert-nlvr2"
+    left, right = random_images(2, seed=11, size=(90, 70))
+    pair = side_by_side(left, right)
+    assert pair.size == (180, 70)
+    answer = model.ask(pair, "the left image has more dogs than the right one")
+    detector = im2text.load(str(Path(path) / "detector")).family
+    feats = torch.cat([detector.regions([left])[0]["features"],
+                       detector.regions([right])[0]["features"]])[None]  # fmt: skip
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    plain = transformers.VisualBertForVisualReasoning.from_pretrained(path).eval()
+    enc = tok(["the left image has more dogs than the right one"], return_tensors="pt")
+    with torch.no_grad():
+        probs = plain(**enc, visual_embeds=feats,
+                      visual_attention_mask=torch.ones(1, 72, dtype=torch.long),
+                      visual_token_type_ids=torch.ones(1, 72, dtype=torch.long),
+                      ).logits.softmax(-1)[0]  # fmt: skip
+    assert answer.text == ["false", "true"][int(probs.argmax())]
+    assert answer.confidence == pytest.approx(float(probs.max()), abs=1e-5)
