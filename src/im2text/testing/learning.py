@@ -281,8 +281,8 @@ def easy_vqa_visualbert(
     held_out = easy_vqa_jsonl(work / "test.jsonl", "test", 3000, 3500)
     ckpt = build_checkpoint("visualbert-vqa", work / "init", **VISUALBERT_MODEL)
     out = work / "run"
-    _train(ckpt, train, val, out, seed,
-           ["--task", "vqa", "--max-steps", str(steps), *VISUALBERT_TRAIN, *(extra or [])])  # fmt: skip
+    flags = ["--task", "vqa", "--max-steps", str(steps), *VISUALBERT_TRAIN, *(extra or [])]
+    _train(ckpt, train, val, out, seed, flags)
     rows = [json.loads(line) for line in held_out.read_text().splitlines()]
     model = im2text.load(str(out / "best"))
     answers = model.ask([r["file_name"] for r in rows], [r["question"] for r in rows])
