@@ -4,7 +4,7 @@ build one with `null_model()`; benchmarks/bulk_overhead.py and the tests use it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ class NullCaptioner(Family):
     needs_weights = False
     default_prompt: str | None = None
     prompt_is_prefix = False
+    caption_styles: ClassVar[dict[str, str]] = {}
 
     def __init__(self, size: int = 384):
         super().__init__(None, None, torch.device("cpu"), torch.float32)
