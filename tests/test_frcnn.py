@@ -120,3 +120,25 @@ def test_bad_images_fail_alone(detector: im2text.Model, tmp_path: Path) -> None:
     out = detector.detect([good, str(broken), good])
     assert out[0].ok and out[2].ok and not out[1].ok
     assert [g.label for g in out[0].regions] == [g.label for g in out[2].regions]
+
+
+def test_cli_detect_bulk_and_tag_sidecars(detector: im2text.Model, tiny, tmp_path: Path) -> None:
+    """`im2text detect` over a folder: a record per image (resumable), and with --sidecar the
+    regions' labels as tags in photo.txt beside each photo (a caption dataset)."""
+    from im2text.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, im in enumerate(random_images(3, seed=20, size=(80, 64))):
+        im.save(folder / f"p{i}.png")
+    out = tmp_path / "regions.jsonl"
+    assert main(["detect", str(folder), "-m", str(tiny("frcnn")), "-o", str(out)]) == 0
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(records) == 3 and all(len(r["regions"]) == 36 and r["labels"] for r in records)
+    assert main(["detect", str(folder), "-m", str(tiny("frcnn")), "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 3  # resumed: nothing twice
+    assert main(["detect", str(folder), "-m", str(tiny("frcnn")), "--sidecar"]) == 0
+    for i in range(3):
+        tags = (folder / f"p{i}.txt").read_text().strip()
+        expected = detector.detect(str(folder / f"p{i}.png")).labels
+        assert tags == ", ".join(expected)

@@ -113,3 +113,30 @@ def test_nlvr2_reads_both_halves_of_a_pair(tiny) -> None:
                       ).logits.softmax(-1)[0]  # fmt: skip
     assert answer.text == ["false", "true"][int(probs.argmax())]
     assert answer.confidence == pytest.approx(float(probs.max()), abs=1e-5)
+
+
+def test_fine_tuning_extracts_each_images_regions_once(tiny, tmp_path: Path, monkeypatch) -> None:
+    """`im2text train --task vqa` with the detector frozen: every image's regions come from the
+    detector once, then from the on-disk cache (later epochs, and a second run)."""
+    from im2text.testing.data import shape_dataset
+    from im2text.train import Example, TrainConfig, fit
+
+    monkeypatch.setenv("IM2TEXT_CACHE", str(tmp_path / "cache"))
+    model = im2text.load(str(tiny("visualbert-vqa")))
+    images = [im for im, _ in shape_dataset(6, seed=2)]
+    data = [Example(im, a, prompt="what color is it?") for im in images for a in ("red", "blue")]
+    calls: list[int] = []
+    real = model.family.detector.regions
+    monkeypatch.setattr(model.family.detector, "regions",
+                        lambda ims, count=None: calls.append(len(ims)) or real(ims, count))  # fmt: skip
+    detector_before = {n: p.clone() for n, p in model.family.detector.model.named_parameters()}
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), task="vqa", max_steps=6,
+                      batch_size=4, lr=1e-3, eval_every=100)  # fmt: skip
+    fit(model, data, data[:2], cfg)
+    assert sum(calls) == len(images)  # 6 steps x 4 examples over 3 epochs: 6 detector calls
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == len(images)
+    for n, p in model.family.detector.model.named_parameters():
+        assert torch.equal(p, detector_before[n])  # the detector stays as it was
+    again = im2text.load(str(tmp_path / "run" / "last"))
+    assert (tmp_path / "run" / "last" / "detector" / "config.yaml").is_file()
+    assert again.ask(images[0], "what color is it?").ok

@@ -213,6 +213,7 @@ def _read_args(p: argparse.ArgumentParser) -> None:
 
 _EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "caption": _caption_args,
+    "detect": _caption_args,  # --sidecar: the regions' labels as tags beside each image
     "ask": _ask_args,
     "read": _read_args,
 }
@@ -233,7 +234,10 @@ _CONVERT: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 }
 
 
-def _caption_hooks() -> dict[str, Callable[[argparse.Namespace], Any]]:
+def _caption_hooks(
+    text: Callable[[Any], str] = lambda cap: cap.text,
+) -> dict[str, Callable[[argparse.Namespace], Any]]:
+    """--sidecar: `text(result)` into photo.txt beside each photo (a caption, or tags)."""
     from im2text.jobs.records import sidecar_path, write_sidecar
 
     def skip(args: argparse.Namespace) -> Any:
@@ -247,7 +251,7 @@ def _caption_hooks() -> dict[str, Callable[[argparse.Namespace], Any]]:
 
         def write(cap: Any, writer: Any) -> None:
             if cap.ok:
-                write_sidecar(cap.source, cap.text, overwrite=args.overwrite)
+                write_sidecar(cap.source, text(cap), overwrite=args.overwrite)
             elif not writer:
                 err(f"im2text: {cap.error}")
 
@@ -270,4 +274,8 @@ def _read_hooks() -> dict[str, Callable[[argparse.Namespace], Any]]:
     return {"emit": emit}
 
 
-_HOOKS = {"caption": _caption_hooks(), "read": _read_hooks()}
+_HOOKS = {
+    "caption": _caption_hooks(),
+    "detect": _caption_hooks(lambda det: ", ".join(det.labels)),  # tags for a caption dataset
+    "read": _read_hooks(),
+}

@@ -21,12 +21,13 @@ def detect_stream(
     *,
     load: LoadSettings,
     generation: GenerationSettings,
-    min_score: float = 0.0,
+    min_score: float | None = None,
 ) -> Iterator[Detection]:
     """Find the regions of each image; those scoring below `min_score` are dropped."""
     if not isinstance(family, Detector):
         raise ValueError(f"{family.key} models do not find regions")
     detector: Detector = family
+    min_score = 0.0 if min_score is None else min_score
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be in [0, 1], not {min_score}")
     items: Iterator[Item[None]] = (Item(s) for s in sources)

@@ -257,18 +257,30 @@ VISUALBERT_TRAIN = ["--batch-size", "32", "--lr", "1e-3", "--warmup", "0.05",
                     "--eval-every", "100000"]  # fmt: skip
 
 
+def _open_questions(path: Path) -> Path:
+    """Keep the questions whose answer is not yes/no (what shape, what colour)."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    kept = [r for r in rows if r["answers"][0] not in ("yes", "no")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return path
+
+
 def easy_vqa_visualbert(
     work: str | Path,
     *,
     seed: int = 0,
     extra: list[str] | None = None,
-    questions: int = 6000,
-    steps: int = 1200,
+    questions: int = 12000,
+    steps: int = 1500,
 ) -> dict[str, float]:
-    """VisualBERT (BERT from scratch) fine-tuned through `im2text train --task vqa` on the first
-    `questions` easy-vqa training questions, reading the frozen tiny detector's regions
-    (extracted once per image into the region cache, then reused every epoch); accuracy on
-    500 held-out test questions, beside the majority answer's and the region cache's counts."""
+    """VisualBERT (BERT from scratch) fine-tuned through `im2text train --task vqa` on easy-vqa's
+    open questions (shape, colour) among its first `questions` training questions, reading the
+    frozen tiny detector's regions (extracted once per image into the region cache, then reused
+    every epoch); accuracy on the open questions among 1,500 held-out test questions, beside the
+    majority answer's share and what the question alone can say.
+
+    Open questions only: with the yes/no three quarters of easy-vqa mixed in, 3000 steps learnt
+    the question prior alone (every colour question answered "black"); those need the image."""
     import os
 
     import im2text
@@ -276,9 +288,9 @@ def easy_vqa_visualbert(
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     os.environ["IM2TEXT_CACHE"] = str(work / "cache")
-    train = easy_vqa_jsonl(work / "train.jsonl", "train", 0, questions)
-    val = easy_vqa_jsonl(work / "val.jsonl", "test", 0, 200)
-    held_out = easy_vqa_jsonl(work / "test.jsonl", "test", 3000, 3500)
+    train = _open_questions(easy_vqa_jsonl(work / "train.jsonl", "train", 0, questions))
+    val = _open_questions(easy_vqa_jsonl(work / "val.jsonl", "test", 0, 600))
+    held_out = _open_questions(easy_vqa_jsonl(work / "test.jsonl", "test", 3000, 4500))
     ckpt = build_checkpoint("visualbert-vqa", work / "init", **VISUALBERT_MODEL)
     out = work / "run"
     flags = ["--task", "vqa", "--max-steps", str(steps), *VISUALBERT_TRAIN, *(extra or [])]
@@ -286,13 +298,18 @@ def easy_vqa_visualbert(
     rows = [json.loads(line) for line in held_out.read_text().splitlines()]
     model = im2text.load(str(out / "best"))
     answers = model.ask([r["file_name"] for r in rows], [r["question"] for r in rows])
-    right = [a.text == r["answers"][0] for a, r in zip(answers, rows)]
     truth = [r["answers"][0] for r in rows]
-    majority = max(set(truth), key=truth.count)
-    files = {p for p in (work / "cache").rglob("*.pt")}
+    right = [a.text == t for a, t in zip(answers, truth)]
+    # The best a model reading only the question can do: per question, its commonest answer.
+    by_q: dict[str, list[str]] = {}
+    for r in rows:
+        by_q.setdefault(r["question"], []).append(r["answers"][0])
+    prior = sum(max(v.count(a) for a in set(v)) for v in by_q.values()) / len(rows)
+    files = list((work / "cache").rglob("*.pt"))
     return {
         "accuracy": sum(right) / len(rows),
-        "majority": truth.count(majority) / len(rows),
+        "majority": max(truth.count(a) for a in set(truth)) / len(rows),
+        "question_prior": prior,
         "cached_images": float(len(files)),
         "confidence_in_range": float(all(0.0 <= a.confidence <= 1.0 for a in answers)),
     }
