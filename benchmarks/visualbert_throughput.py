@@ -81,8 +81,9 @@ def main() -> None:
         family.cache_writes = True
         model.ask(files, question)  # fills the cache
         timed("VQA answers/s, region cache warm", lambda: model.ask(files, question))
-        print(f"regions/s (detector): {36 * rows['detector: images/s (36 regions each)']:.1f}; "
-              f"warm / cold: {rows['VQA answers/s, region cache warm'] / rows['VQA answers/s, region cache cold']:.1f}x; "
+        det = rows["detector: images/s (36 regions each)"]
+        warm = rows["VQA answers/s, region cache warm"] / rows["VQA answers/s, region cache cold"]
+        print(f"regions/s (detector): {36 * det:.1f}; warm / cold: {warm:.1f}x; "
               f"torch threads {torch.get_num_threads()}")  # fmt: skip
 
 
