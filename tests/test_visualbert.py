@@ -144,3 +144,24 @@ def test_fine_tuning_extracts_each_images_regions_once(tiny, tmp_path: Path, mon
     again = im2text.load(str(tmp_path / "run" / "last"))
     assert (tmp_path / "run" / "last" / "detector" / "config.yaml").is_file()
     assert again.ask(images[0], "what color is it?").ok
+
+
+def test_unnamed_answers_come_from_an_answer_file(tiny, tmp_path: Path) -> None:
+    """A config without answer names (the Hub's visualbert-vqa): refused with where to get
+    them, then read from trainval_label2ans.json beside the weights."""
+    import json
+    import shutil
+
+    path = tmp_path / "unnamed"
+    shutil.copytree(tiny("visualbert-vqa"), path)
+    config = json.loads((path / "config.json").read_text())
+    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(len(names))}
+    config["label2id"] = {f"LABEL_{i}": i for i in range(len(names))}
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(im2text.CheckpointError, match=r"trainval_label2ans\.json"):
+        im2text.load(str(path))
+    (path / "trainval_label2ans.json").write_text(json.dumps(names))
+    model = im2text.load(str(path))
+    assert model.family.answers == names
+    assert model.ask(random_images(1)[0], "is it red?").text in names

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DETECTOR_DIR = "detector"  # the detector's folder inside a VisualBERT checkpoint
 DETECTOR_PRESET = "frcnn-vg"
+ANSWER_FILES = ("trainval_label2ans.json", "answers.json")  # answer names, when the config has none
 
 
 class RegionCache:
@@ -90,6 +91,7 @@ class VisualBert(Family):
     ) -> VisualBert:
         family = super().from_pretrained(source, device=device, dtype=dtype, **hub)
         assert isinstance(family, VisualBert)
+        family.source = source
         family.attach(load_detector(source, device, hub))
         return family
 
@@ -104,8 +106,31 @@ class VisualBert(Family):
         self.detector = detector
         labels = self.model.config.id2label
         self.answers = [str(labels[i]) for i in range(len(labels))]
+        if self.answers == [f"LABEL_{i}" for i in range(len(labels))] and self.names_answers:
+            self.answers = self._answer_file(len(labels))
         self.answer_ids = {a: i for i, a in enumerate(self.answers)}
         self.cache = RegionCache(default_cache_root(), detector)
+
+    names_answers: ClassVar[bool] = True  # its labels are answers (VQA), named somewhere
+    source: str = ""
+
+    def _answer_file(self, n: int) -> list[str]:
+        """The answers of a checkpoint whose config names none (uclanlp/visualbert-vqa): a JSON
+        list of `n` answers in label order beside the weights (VQA v2's `trainval_label2ans.json`
+        from LXMERT's data release, or `answers.json`)."""
+        import json
+
+        for name in ANSWER_FILES:
+            path = Path(self.source) / name
+            if path.is_file():
+                answers = json.loads(path.read_text())
+                if isinstance(answers, list) and len(answers) == n:
+                    return [str(a) for a in answers]
+        raise CheckpointError(
+            f"{self.source}'s config names none of its {n} answers: put them, a JSON list in "
+            f"label order, beside the weights as {ANSWER_FILES[0]} (for VQA v2: "
+            "trainval_label2ans.json of LXMERT's data release, github.com/airsplay/lxmert)"
+        )
 
     @classmethod
     def load_processor(cls, source: str, **hub: Any) -> Any:
@@ -244,6 +269,7 @@ class VisualBertNlvr2(VisualBert):
     key = "visualbert-nlvr2"
     architectures = ("VisualBertForVisualReasoning",)
     model_class = "VisualBertForVisualReasoning"
+    names_answers = False  # two labels, named below
 
     def attach(self, detector: FrcnnDetector) -> None:
         super().attach(detector)

@@ -271,7 +271,7 @@ def easy_vqa_visualbert(
     seed: int = 0,
     extra: list[str] | None = None,
     questions: int = 12000,
-    steps: int = 1500,
+    steps: int = 3000,
 ) -> dict[str, float]:
     """VisualBERT (BERT from scratch) fine-tuned through `im2text train --task vqa` on easy-vqa's
     open questions (shape, colour) among its first `questions` training questions, reading the
@@ -280,7 +280,8 @@ def easy_vqa_visualbert(
     majority answer's share and what the question alone can say.
 
     Open questions only: with the yes/no three quarters of easy-vqa mixed in, 3000 steps learnt
-    the question prior alone (every colour question answered "black"); those need the image."""
+    the question prior alone (every colour question answered "black"); those need the image.
+    1500 steps reached 0.35 (question prior 0.33), 3000 reach 0.57."""
     import os
 
     import im2text
