@@ -144,14 +144,7 @@ async def _chat(state: ServerState, request: Request) -> Any:
         if urls:
             break
         urls = _parts(earlier)[1]
-    if not urls:
-        raise ApiError(
-            422,
-            "invalid_request_error",
-            'send the image as a content part {"type": "image_url", "image_url": {"url": '
-            '"data:image/png;base64,..."}}',
-            param="messages",
-        )
+    _require_images(urls)
     text = " ".join(" ".join(texts).split())
     ask = "ask" in model.tasks and (bool(text) or "caption" not in model.family.tasks)
     what: dict[str, str | None]
@@ -163,15 +156,7 @@ async def _chat(state: ServerState, request: Request) -> Any:
         what = {"prompt": check_text(text, "prompt", cfg) if text else None}
     n = req.n or 1
     gen = _generation(req, n, model, cfg)
-    raws = [image_from_string(u, f"image[{i}]", cfg) for i, u in enumerate(urls)]
-    waiting = _WAITING.setdefault(state, Counter())
-    state.check_room(model_id, waiting[model_id] + len(raws))  # 429 before decoding anything
-    loaded = await load_images(raws, cfg, image_size(model), state.decode_limiter)
-    sources: list[ImageSource] = []
-    for item in loaded:  # a chat answer has no per-image error field: any bad image fails it
-        if isinstance(item, ApiError):
-            raise item
-        sources.append(item)
+    sources = await _load_chat_images(state, model_id, model, urls)
     chat = _Chat(state, model_id, "ask" if ask else "caption", what, gen, sources)
     return await _respond(chat, req, model_id, n)
 
@@ -201,6 +186,15 @@ async def _converse(
             messages.append({"role": m.role, "content": parts})
     if not any(m["role"] == "user" for m in messages):
         raise ApiError(422, "invalid_request_error", "no user message", param="messages")
+    _require_images(urls)
+    n = req.n or 1
+    gen = _generation(req, n, model, cfg)
+    sources = await _load_chat_images(state, model_id, model, urls)
+    chat = _Chat(state, model_id, "ask", {"messages": messages}, gen, [sources])
+    return await _respond(chat, req, model_id, n)
+
+
+def _require_images(urls: list[str]) -> None:
     if not urls:
         raise ApiError(
             422,
@@ -209,19 +203,23 @@ async def _converse(
             '"data:image/png;base64,..."}}',
             param="messages",
         )
-    n = req.n or 1
-    gen = _generation(req, n, model, cfg)
+
+
+async def _load_chat_images(
+    state: ServerState, model_id: str, model: Model, urls: list[str]
+) -> list[ImageSource]:
+    """Decode a chat's images (429 before decoding anything when the model's queue is full);
+    a chat answer has no per-image error field, so any bad image fails the request."""
+    cfg = state.config
     raws = [image_from_string(u, f"image[{i}]", cfg) for i, u in enumerate(urls)]
     waiting = _WAITING.setdefault(state, Counter())
     state.check_room(model_id, waiting[model_id] + len(raws))
-    loaded = await load_images(raws, cfg, image_size(model), state.decode_limiter)
     sources: list[ImageSource] = []
-    for item in loaded:
+    for item in await load_images(raws, cfg, image_size(model), state.decode_limiter):
         if isinstance(item, ApiError):
             raise item
         sources.append(item)
-    chat = _Chat(state, model_id, "ask", {"messages": messages}, gen, [sources])
-    return await _respond(chat, req, model_id, n)
+    return sources
 
 
 async def _respond(chat: _Chat, req: S.ChatCompletionRequest, model_id: str, n: int) -> Any:
