@@ -165,3 +165,37 @@ def test_unnamed_answers_come_from_an_answer_file(tiny, tmp_path: Path) -> None:
     model = im2text.load(str(path))
     assert model.family.answers == names
     assert model.ask(random_images(1)[0], "is it red?").text in names
+
+
+def test_vqa_training_targets_are_the_annotators_soft_scores(vqa: im2text.Model, tmp_path) -> None:
+    """The trainer hands VisualBERT every annotator's answer: each one in the label set
+    weighted 0.3 per vote (at most 1), normalised; answers outside the label set drop out; a
+    question none of whose answers is a label is refused."""
+    from im2text.testing.data import shape_dataset
+    from im2text.train import Example, TrainConfig
+    from im2text.train.loop import _Prefetcher
+
+    ims = [im for im, _ in shape_dataset(2, seed=3)]
+    split = ("red",) * 2 + ("blue",) + ("not a label",) * 7  # red 0.6, blue 0.3 -> 2/3, 1/3
+    agreed = ("blue",) * 10  # 1.0 -> 1
+    data = [Example(ims[0], "not a label", "what color?", split),
+            Example(ims[1], "blue", "what color?", agreed)]  # fmt: skip
+    cfg = TrainConfig(model="tiny", output=str(tmp_path), task="vqa", batch_size=2)
+    inputs, _ = _Prefetcher(data, vqa.family, cfg, 0, 0).next()
+    ids = vqa.family.answer_ids
+    want_split = torch.zeros(len(ids))
+    want_split[ids["red"]], want_split[ids["blue"]] = 2 / 3, 1 / 3
+    want_agreed = torch.zeros(len(ids))
+    want_agreed[ids["blue"]] = 1.0
+    rows = sorted(inputs["labels"].tolist(), key=lambda r: r[ids["red"]])
+    assert torch.allclose(torch.tensor(rows), torch.stack([want_agreed, want_split]))
+    # One target (the caption-style path) is its one-hot distribution.
+    one = vqa.family.training_inputs(ims[:1], ["what color?"], ["green"])["labels"][0]
+    assert one[ids["green"]] == 1 and one.sum() == 1
+    with pytest.raises(ValueError, match="not in the model's label set"):
+        vqa.family.scored_training_inputs(ims[:1], ["q"], [("purple", "mauve")])
+    # The loss is transformers' KL divergence of the softmax from that distribution.
+    out = vqa.family.model(**inputs)
+    kl = torch.nn.functional.kl_div(out.logits.log_softmax(-1), inputs["labels"],
+                                    reduction="batchmean")  # fmt: skip
+    assert float(out.loss) == pytest.approx(float(kl), rel=1e-5)

@@ -198,6 +198,16 @@ def vqa_accuracy(
     return result
 
 
+def answer_scores(answers: Sequence[str]) -> dict[str, float]:
+    """The VQA recipe's soft target of each distinct annotator answer: 0.3 per annotator who
+    gave it, capped at 1 (for 10 annotators this equals the accuracy the metric gives that
+    answer). Answers are normalised as the metric does (only when the annotators disagree)."""
+    gts = [_clean_whitespace(a) for a in answers if a.strip()]
+    if len(set(gts)) > 1:
+        gts = [process_digit_article(process_punctuation(a)) for a in gts]
+    return {a: min(1.0, 0.3 * gts.count(a)) for a in dict.fromkeys(gts)}
+
+
 def _question_accuracy(prediction: str, gt_answers: list[str]) -> float:
     gts = [_clean_whitespace(a) for a in gt_answers]
     pred = _clean_whitespace(prediction)

@@ -175,6 +175,16 @@ class Trainable(Protocol):
 
 
 @runtime_checkable
+class ScoredAnswerTrainable(Protocol):
+    """A VQA answer classifier that learns every annotator's answer at once, each weighted by
+    its VQA soft score (`evaluate.vqa.answer_scores`), not the most common answer alone."""
+
+    def scored_training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], answers: list[tuple[str, ...]]
+    ) -> dict[str, torch.Tensor]: ...
+
+
+@runtime_checkable
 class MultiObjective(Protocol):
     """Trains ITC / ITM (beside LM) from parts it names: encoders, projections, ITM head."""
 

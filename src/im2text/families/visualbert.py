@@ -221,15 +221,28 @@ class VisualBert(Family):
     ) -> dict[str, torch.Tensor]:
         """The question and the cached regions; the label is the answer's one-hot distribution
         (transformers' KL loss against the softmax)."""
-        unknown = [t for t in targets if t not in self.answer_ids]
-        if unknown:
-            raise ValueError(f"answers not in the model's label set: {', '.join(unknown[:5])}")
+        return self.scored_training_inputs(images, prompts, [(t,) for t in targets])
+
+    def scored_training_inputs(
+        self, images: list[Image.Image], prompts: list[str | None], answers: list[tuple[str, ...]]
+    ) -> dict[str, torch.Tensor]:
+        """The VQA recipe's targets: every annotator answer in the label set weighted by its
+        soft score (0.3 per vote, at most 1), normalised to the distribution transformers'
+        KL loss compares the softmax with. Answers outside the label set drop out (as in the
+        recipe); a question with none in it is an error."""
+        from im2text.evaluate.vqa import answer_scores
+
+        labels = torch.zeros(len(answers), len(self.answers))
+        for row, given in enumerate(answers):
+            for answer, score in answer_scores(given).items():
+                if answer in self.answer_ids:
+                    labels[row, self.answer_ids[answer]] = score
+            if labels[row].sum() == 0:
+                raise ValueError(f"answers not in the model's label set: {', '.join(given[:5])}")
         with torch.no_grad():
             feats = self.regions(images)
         enc = self.encode(feats, [p or "" for p in prompts])
-        labels = torch.zeros(len(targets), len(self.answers))
-        labels[torch.arange(len(targets)), [self.answer_ids[t] for t in targets]] = 1.0
-        return {**enc, "labels": labels}
+        return {**enc, "labels": labels / labels.sum(-1, keepdim=True)}
 
     def prepare_for_training(self) -> None:
         """BERT and the answer head learn; the detector is fixed and its regions cached."""

@@ -23,6 +23,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
+from im2text.families.base import ScoredAnswerTrainable
 from im2text.train.config import TrainConfig
 from im2text.train.objectives import check_objectives, default_objectives, trainee
 
@@ -273,6 +274,9 @@ class _Prefetcher:
             self.family.question_prompt(ex.prompt) if self.vqa and ex.prompt else ex.prompt
             for ex in good
         ]
+        if self.vqa and isinstance(self.family, ScoredAnswerTrainable):
+            answers = [ex.references or (ex.target,) for ex in good]
+            return self.family.scored_training_inputs(images, prompts, answers)
         return self.family.training_inputs(images, prompts, [ex.target for ex in good])
 
     def next(self) -> tuple[dict[str, Any], tuple[int, int]]:
