@@ -15,7 +15,13 @@ from safetensors.torch import load_file, save_file
 
 import im2text
 from im2text.cli import EXIT_MODEL, build_parser, main
-from im2text.families import FAMILIES, CheckpointError, Family, family_for_config
+from im2text.families import (
+    FAMILIES,
+    CheckpointError,
+    Family,
+    family_for_config,
+    family_for_folder,
+)
 from im2text.registry import list_models
 from im2text.tasks import TASKS
 from im2text.testing import TINY_KINDS
@@ -39,6 +45,7 @@ KIND_OF = {
     "frcnn": "frcnn",
     "visualbert": "visualbert-vqa",
     "visualbert-nlvr2": "visualbert-nlvr2",
+    "visualbert-pre": "visualbert-pre",
     "clip": "clip",
     "vit": "vit",
 }
@@ -77,8 +84,9 @@ def test_family_declares_only_tasks_it_has_the_capability_for(key: str, tiny) ->
 @pytest.mark.parametrize("kind", TINY_KINDS)
 def test_every_tiny_kind_routes_loads_saves_and_runs(kind: str, tiny, tmp_path: Path) -> None:
     path = tiny(kind)
-    if (path / "config.yaml").exists():  # the region detector's own layout
-        fam = FAMILIES["frcnn"]
+    own = family_for_folder(str(path))  # the region detector's own layout
+    if own is not None:
+        fam = own
     else:
         config = json.loads((path / "config.json").read_text())
         fam = family_for_config(config["model_type"], config.get("architectures"))

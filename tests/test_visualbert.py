@@ -198,4 +198,70 @@ def test_vqa_training_targets_are_the_annotators_soft_scores(vqa: im2text.Model,
     out = vqa.family.model(**inputs)
     kl = torch.nn.functional.kl_div(out.logits.log_softmax(-1), inputs["labels"],
                                     reduction="batchmean")  # fmt: skip
-    assert float(out.loss) == pytest.approx(float(kl), rel=1e-5)
+    assert out.loss.item() == pytest.approx(kl.item(), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def pre(tiny) -> im2text.Model:
+    return im2text.load(str(tiny("visualbert-pre")))
+
+
+def _direct_pre(path: str, image, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' VisualBertForPreTraining on the detector's regions: (P(match) per text
+    from the sentence-image head, label 0; pooled [CLS] per text)."""
+    detector = im2text.load(str(Path(path) / "detector"))
+    feats = detector.family.regions([image])[0]["features"][None].expand(len(texts), -1, -1)
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.VisualBertForPreTraining.from_pretrained(path).eval()
+    enc = tok(texts, padding=True, return_tensors="pt")
+    visual = {"visual_embeds": feats,
+              "visual_attention_mask": torch.ones(feats.shape[:2], dtype=torch.long),
+              "visual_token_type_ids": torch.ones(feats.shape[:2], dtype=torch.long)}  # fmt: skip
+    with torch.no_grad():
+        out = model(**enc, **visual)
+        pooled = model.visual_bert(**enc, **visual).pooler_output
+    return out.seq_relationship_logits.softmax(-1)[:, 0], pooled
+
+
+def test_pretrained_visualbert_matches_texts_like_its_sentence_image_head(pre, tiny) -> None:
+    """`match` on a pre-trained checkpoint: itm = the head's P(text belongs with the image),
+    equal to transformers on the same regions; batched == one image at a time; a bad image
+    fails alone."""
+    assert pre.family.key == "visualbert-pre" and pre.tasks == ("match",)
+    images = random_images(3, seed=5)
+    texts = ["a red circle", "two dogs on a beach", "a blue square"]
+    got = pre.match(images, texts, batch_size=3)
+    for im, m in zip(images, got, strict=True):
+        want, _ = _direct_pre(str(tiny("visualbert-pre")), im, texts)
+        assert m.itm == pytest.approx(want.tolist(), abs=1e-5)
+        odds = torch.tensor(m.itm).logit()
+        assert m.similarity == pytest.approx(odds.tolist(), abs=1e-4)
+        assert m.probability == pytest.approx(odds.softmax(-1).tolist(), abs=1e-4)
+        one = pre.match(im, texts)
+        assert one.itm == pytest.approx(m.itm, abs=1e-6)
+    mixed = pre.match([images[0], b"not an image"], texts)
+    assert mixed[0].ok and mixed[0].itm == pytest.approx(got[0].itm, abs=1e-6)
+    assert not mixed[1].ok and mixed[1].error
+
+
+def test_pretrained_visualbert_gives_joint_image_text_embeddings(pre, tiny, vqa) -> None:
+    """`embed(images, texts=...)`: image i read with text i, the pooled [CLS] normalised, equal
+    to transformers; one text serves every image; mismatched counts, models that embed apart
+    and unreadable images are refused clearly."""
+    images = random_images(3, seed=6)
+    texts = ["a red circle", "two dogs", "a blue square"]
+    got = pre.embed(images, texts=texts)
+    assert got.shape == (3, 32) and got.dtype.name == "float32"
+    for i, im in enumerate(images):
+        _, pooled = _direct_pre(str(tiny("visualbert-pre")), im, [texts[i]])
+        want = torch.nn.functional.normalize(pooled, dim=-1)[0]
+        assert got[i] == pytest.approx(want.numpy(), abs=1e-5)
+    same = pre.embed(images[:2], texts="a red circle")
+    assert same[0] == pytest.approx(pre.embed(images[0], texts=["a red circle"])[0], abs=1e-5)
+    assert abs(same[0] - same[1]).max() > 1e-3  # different images differ
+    with pytest.raises(ValueError, match="one per image: 3 images, 2 texts"):
+        pre.embed(images, texts=texts[:2])
+    with pytest.raises(ValueError, match="embeds images and texts apart"):
+        vqa.embed(images, texts=texts)
+    with pytest.raises(im2text.ImageError, match="bytes #1"):
+        pre.embed([images[0], b"not an image"], texts="a dog")

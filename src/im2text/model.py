@@ -525,12 +525,16 @@ class Model:
         )  # fmt: skip
 
     def embed(self, images: Any = None, *, texts: str | list[str] | None = None) -> np.ndarray:
-        """L2-normalised embeddings, float32 (N, D), of images or of texts.
+        """L2-normalised embeddings, float32 (N, D), of images or of texts; or, from a model
+        that reads both at once (VisualBERT), of image-text pairs: image i with text i (one
+        text: the same for every image).
 
         Raises ImageError naming every image that could not be read.
         """
-        if (images is None) == (texts is None):
-            raise ValueError("give images or texts (one of them)")
+        if images is None and texts is None:
+            raise ValueError("give images, texts, or (for joint embeddings) both")
+        if images is not None and texts is not None:
+            return self._embed_pairs(images, texts)
         self._require(TASKS["embed"])
         if texts is not None:
             from im2text.families import Embedder
@@ -545,6 +549,37 @@ class Model:
         if errors:
             raise ImageError("; ".join(errors))
         return np.stack([r.vector for r in rows]).astype(np.float32)
+
+    def _embed_pairs(self, images: Any, texts: str | list[str]) -> np.ndarray:
+        from im2text.families import PairEmbedder
+        from im2text.images import ImageLimits, load_image
+        from im2text.tasks._common import clean_texts
+
+        if not isinstance(self.family, PairEmbedder):
+            raise ValueError(
+                f"{self.name} embeds images and texts apart: give one of them (joint "
+                "image-text embeddings come from models that read both, e.g. VisualBERT)"
+            )
+        sources = expand_inputs(images)
+        clean = clean_texts([texts] if isinstance(texts, str) else texts, "text")
+        if len(clean) == 1:
+            clean = clean * len(sources)
+        if len(clean) != len(sources):
+            raise ValueError(f"give one text, or one per image: {len(sources)} images, "
+                             f"{len(clean)} texts")  # fmt: skip
+        limits = ImageLimits(max_pixels=self.settings.max_pixels)
+        loaded, errors = [], []
+        for src in sources:
+            try:
+                loaded.append(load_image(src, limits=limits))
+            except ImageError as e:
+                errors.append(str(e))
+        if errors:
+            raise ImageError("; ".join(errors))
+        step = self.settings.batch_size
+        parts = [self.family.embed_pairs(loaded[i : i + step], clean[i : i + step])
+                 for i in range(0, len(loaded), step)]  # fmt: skip
+        return torch.cat(parts).numpy().astype(np.float32)
 
     def embed_iter(
         self,
@@ -781,11 +816,11 @@ def _load_family(
     from transformers import AutoConfig
 
     from im2text.engine.memory import check_fits
-    from im2text.families.frcnn import FrcnnDetector
+    from im2text.families import family_for_folder
 
-    if FrcnnDetector.is_checkpoint(source) or (preset is not None and preset.family == "frcnn"):
-        # A region detector's folder (config.yaml + pytorch_model.bin), not a transformers one.
-        return FrcnnDetector.from_pretrained(source, device=dev, dtype=torch.float32, **hub)
+    own = family_for_folder(source, preset.family if preset is not None else None)
+    if own is not None:  # e.g. a region detector's config.yaml + pytorch_model.bin
+        return own.from_pretrained(source, device=dev, dtype=torch.float32, **hub)
     config = AutoConfig.from_pretrained(source, **hub)
     family_cls = family_for_config(config.model_type, getattr(config, "architectures", None))
     if preset is not None and family_cls.key != preset.family:

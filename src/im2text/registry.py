@@ -225,7 +225,16 @@ PRESETS: dict[str, Preset] = {
             family="visualbert-nlvr2",
             hub_id="uclanlp/visualbert-nlvr2",
             tasks=("ask",),
-            description="VisualBERT NLVR2: is a statement about two images (side by side) true?",
+            description="VisualBERT NLVR2: is a statement about two images (side by side) true? "
+            "(reads 1,024-d Detectron regions: needs such a detector in its detector/ folder)",
+        ),
+        Preset(
+            name="visualbert-vqa-coco-pre",
+            family="visualbert-pre",
+            hub_id="uclanlp/visualbert-vqa-coco-pre",
+            tasks=("match",),
+            description="VisualBERT pre-trained on COCO captions: image-text match scores and "
+            "joint image-text embeddings over frcnn-vg's regions; fine-tuning starts here",
         ),
         Preset(
             name="blip-vqa-base",

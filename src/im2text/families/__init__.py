@@ -14,9 +14,10 @@ from im2text.families.base import (
     LoraAdaptable,
     Matcher,
     MultiObjective,
-    ScoredAnswerTrainable,
+    PairEmbedder,
     Ranker,
     Reader,
+    ScoredAnswerTrainable,
     Trainable,
 )
 from im2text.families.blip import Blip, BlipItm, BlipVqa
@@ -35,7 +36,7 @@ from im2text.families.paligemma import PaliGemma
 from im2text.families.qwen_vl import QwenVl
 from im2text.families.rapidocr import RapidOcr
 from im2text.families.tesseract import Tesseract
-from im2text.families.visualbert import VisualBert, VisualBertNlvr2
+from im2text.families.visualbert import VisualBert, VisualBertNlvr2, VisualBertPretrained
 from im2text.families.vit import Vit
 
 FAMILIES: dict[str, type[Family]] = {
@@ -58,6 +59,7 @@ FAMILIES: dict[str, type[Family]] = {
         FrcnnDetector,
         VisualBert,
         VisualBertNlvr2,
+        VisualBertPretrained,
         Clip,
         Vit,
         RapidOcr,
@@ -70,6 +72,16 @@ def _claims(family: type[Family], arch: str) -> bool:
     return any(
         arch.endswith(a[1:]) if a.startswith("*") else arch == a for a in family.architectures
     )
+
+
+def family_for_folder(source: str, preset_family: str | None = None) -> type[Family] | None:
+    """The family whose own (non-transformers) layout `source` has, or the preset names one
+    with such a layout (the region detector: config.yaml + weights); None for a transformers
+    checkpoint, routed by `family_for_config`."""
+    for fam in FAMILIES.values():
+        if fam.own_layout and (fam.is_checkpoint(source) or fam.key == preset_family):
+            return fam
+    return None
 
 
 def family_for_config(model_type: str, architectures: list[str] | None = None) -> type[Family]:
@@ -120,9 +132,11 @@ __all__ = [
     "LoraAdaptable",
     "Matcher",
     "MultiObjective",
-    "ScoredAnswerTrainable",
+    "PairEmbedder",
     "Ranker",
     "Reader",
+    "ScoredAnswerTrainable",
     "Trainable",
     "family_for_config",
+    "family_for_folder",
 ]

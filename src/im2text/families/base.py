@@ -132,6 +132,16 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class PairEmbedder(Protocol):
+    """One embedding per image-text pair, from a model that reads both at once (VisualBERT):
+    L2-normalised float32 on the CPU."""
+
+    def embed_pairs(self, images: list[Image.Image], texts: list[str]) -> torch.Tensor:
+        """(N, D): image i read with text i."""
+        ...
+
+
+@runtime_checkable
 class Matcher(Protocol):
     """Scores texts against images (similarity, softmax over the texts, ITM where present)."""
 
@@ -241,6 +251,15 @@ class Family:
     # Submodules that can run as exported graphs (--backend onnxruntime | openvino); the rest
     # of the model stays in torch. () = torch only.
     graph_parts: ClassVar[tuple[GraphPart, ...]] = ()
+
+    # Its checkpoints have a layout of their own, not a transformers config.json (the region
+    # detector's config.yaml): routed by `is_checkpoint`, before any config is read.
+    own_layout: ClassVar[bool] = False
+
+    @classmethod
+    def is_checkpoint(cls, folder: str | Path) -> bool:
+        """Whether a folder has this family's own layout (see `own_layout`)."""
+        return False
 
     def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype):
         self.model = model

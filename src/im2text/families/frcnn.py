@@ -359,6 +359,7 @@ class FrcnnDetector(Family):
 
     key = "frcnn"
     model_types = ()  # not a transformers config: a folder with config.yaml + the weights
+    own_layout = True
     model_class = "GeneralizedRCNN"
     needs_tokenizer = False
     tasks: ClassVar[tuple[str, ...]] = ("detect",)
@@ -369,8 +370,8 @@ class FrcnnDetector(Family):
         self.objects, self.attributes = labels
         self.count = int(model.cfg.get("MAX_DETECTIONS", 36))
 
-    @staticmethod
-    def is_checkpoint(folder: str | Path) -> bool:
+    @classmethod
+    def is_checkpoint(cls, folder: str | Path) -> bool:
         return (Path(folder) / CONFIG_FILE).is_file()
 
     @classmethod

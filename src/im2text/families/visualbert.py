@@ -1,12 +1,13 @@
-"""VisualBERT (uclanlp/visualbert-vqa, -nlvr2): BERT reading a question and the Visual Genome
-detector's regions (36 x 2,048 features), from a raw image.
+"""VisualBERT (uclanlp/visualbert-vqa, -nlvr2, -vqa-coco-pre): BERT reading a text and the
+Visual Genome detector's regions (36 x 2,048 features), from a raw image.
 
 Quirks kept here: transformers' model takes region features, not images, so the family owns a
 region detector (`frcnn.py`): from `detector/` inside the checkpoint folder, or the `frcnn-vg`
 preset. VQA is a classifier over the checkpoint's answer labels (`id2label`; 3,129 for VQA v2):
 the answer is the most probable label and its softmax probability the confidence (the model
 was trained with a KL loss on soft answer scores); `candidates` rank labels. NLVR2 reads the two
-images' regions one after the other and says whether the statement is true. Region features
+images' regions one after the other and says whether the statement is true. The pre-trained
+checkpoints match texts to images (sentence-image head) and give joint embeddings. Region features
 are cached on disk by image content (`RegionCache`): training extracts each image's regions once
 and reuses them across epochs and runs.
 """
@@ -27,6 +28,9 @@ from im2text.results import Candidate
 if TYPE_CHECKING:
     from PIL import Image
 
+    from im2text.config import GenerationSettings
+    from im2text.families.base import MatchScores
+
 DETECTOR_DIR = "detector"  # the detector's folder inside a VisualBERT checkpoint
 DETECTOR_PRESET = "frcnn-vg"
 ANSWER_FILES = ("trainval_label2ans.json", "answers.json")  # answer names, when the config has none
@@ -36,10 +40,12 @@ class RegionCache:
     """Region features on disk, one file per image content x detector (written atomically)."""
 
     def __init__(self, root: str | Path, detector: FrcnnDetector):
+        # Keyed by every weight byte (~0.3 s for the full-size detector): two detectors that
+        # differ anywhere never share regions.
         digest = hashlib.sha1()
         for name, t in sorted(detector.model.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(t.detach().float().cpu().numpy().tobytes()[:4096])
+            digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
         self.root = Path(root) / digest.hexdigest()[:16]
         self.hits = self.misses = 0
 
@@ -68,15 +74,11 @@ def default_cache_root() -> Path:
     return Path(base) / "regions"
 
 
-class VisualBert(Family):
-    """VisualBERT VQA: `ask` (answers from the label set, candidates ranked), fine-tuning."""
+class _RegionBert(Family):
+    """What every VisualBERT head shares: the region detector it reads, its on-disk region
+    cache, and the [CLS] text [SEP] + regions input."""
 
-    key = "visualbert"
     model_types = ("visual_bert",)
-    architectures = ("VisualBertForQuestionAnswering",)
-    model_class = "VisualBertForQuestionAnswering"
-    tasks: ClassVar[tuple[str, ...]] = ("ask",)
-    objectives: ClassVar[tuple[str, ...]] = ("lm",)  # the answer classifier's loss
     default_prompt: str | None = None
     prompt_is_prefix = False
     caption_styles: ClassVar[dict[str, str]] = {}
@@ -84,53 +86,32 @@ class VisualBert(Family):
     detector: FrcnnDetector
     cache: RegionCache | None = None
     cache_writes = False  # training writes the regions it extracts; inference only reads
+    source: str = ""
 
     @classmethod
     def from_pretrained(
         cls, source: str, *, device: torch.device, dtype: torch.dtype, **hub: Any
-    ) -> VisualBert:
+    ) -> _RegionBert:
         family = super().from_pretrained(source, device=device, dtype=dtype, **hub)
-        assert isinstance(family, VisualBert)
+        assert isinstance(family, _RegionBert)
         family.source = source
         family.attach(load_detector(source, device, hub))
         return family
 
     def attach(self, detector: FrcnnDetector) -> None:
-        """Give the model its region detector (the widths must agree) and label set."""
+        """Give the model its region detector (the widths must agree)."""
         dim = self.model.config.visual_embedding_dim
         width = detector.model.roi_heads.box_predictor.cls_score.in_features
         if dim != width:
             raise CheckpointError(
-                f"this VisualBERT reads {dim}-d region features; the detector gives {width}-d"
+                f"this VisualBERT reads {dim}-d region features; the detector gives {width}-d "
+                "(uclanlp's NLVR2 checkpoints were trained on 1,024-d Detectron features that "
+                f"{DETECTOR_PRESET} does not give): put a detector giving {dim}-d features in "
+                f"the checkpoint's {DETECTOR_DIR}/ folder, or fine-tune a checkpoint that reads "
+                f"{width}-d regions (e.g. visualbert-vqa-coco-pre) with im2text train"
             )
         self.detector = detector
-        labels = self.model.config.id2label
-        self.answers = [str(labels[i]) for i in range(len(labels))]
-        if self.answers == [f"LABEL_{i}" for i in range(len(labels))] and self.names_answers:
-            self.answers = self._answer_file(len(labels))
-        self.answer_ids = {a: i for i, a in enumerate(self.answers)}
         self.cache = RegionCache(default_cache_root(), detector)
-
-    names_answers: ClassVar[bool] = True  # its labels are answers (VQA), named somewhere
-    source: str = ""
-
-    def _answer_file(self, n: int) -> list[str]:
-        """The answers of a checkpoint whose config names none (uclanlp/visualbert-vqa): a JSON
-        list of `n` answers in label order beside the weights (VQA v2's `trainval_label2ans.json`
-        from LXMERT's data release, or `answers.json`)."""
-        import json
-
-        for name in ANSWER_FILES:
-            path = Path(self.source) / name
-            if path.is_file():
-                answers = json.loads(path.read_text())
-                if isinstance(answers, list) and len(answers) == n:
-                    return [str(a) for a in answers]
-        raise CheckpointError(
-            f"{self.source}'s config names none of its {n} answers: put them, a JSON list in "
-            f"label order, beside the weights as {ANSWER_FILES[0]} (for VQA v2: "
-            "trainval_label2ans.json of LXMERT's data release, github.com/airsplay/lxmert)"
-        )
 
     @classmethod
     def load_processor(cls, source: str, **hub: Any) -> Any:
@@ -146,8 +127,6 @@ class VisualBert(Family):
     @property
     def image_size(self) -> int | None:
         return self.detector.image_size
-
-    # --- regions --------------------------------------------------------------------------------
 
     def regions(self, images: list[Image.Image]) -> torch.Tensor:
         """(B, R, D) region features, one image at a time (a batch pads images to one size,
@@ -175,6 +154,44 @@ class VisualBert(Family):
             "visual_token_type_ids": torch.ones(n, r, dtype=torch.long),
         }
 
+
+class VisualBert(_RegionBert):
+    """VisualBERT VQA: `ask` (answers from the label set, candidates ranked), fine-tuning."""
+
+    key = "visualbert"
+    architectures = ("VisualBertForQuestionAnswering",)
+    model_class = "VisualBertForQuestionAnswering"
+    tasks: ClassVar[tuple[str, ...]] = ("ask",)
+    objectives: ClassVar[tuple[str, ...]] = ("lm",)  # the answer classifier's loss
+    names_answers: ClassVar[bool] = True  # its labels are answers (VQA), named somewhere
+
+    def attach(self, detector: FrcnnDetector) -> None:
+        """The detector, and the label set (the config's, else an answer file)."""
+        super().attach(detector)
+        labels = self.model.config.id2label
+        self.answers = [str(labels[i]) for i in range(len(labels))]
+        if self.answers == [f"LABEL_{i}" for i in range(len(labels))] and self.names_answers:
+            self.answers = self._answer_file(len(labels))
+        self.answer_ids = {a: i for i, a in enumerate(self.answers)}
+
+    def _answer_file(self, n: int) -> list[str]:
+        """The answers of a checkpoint whose config names none (uclanlp/visualbert-vqa): a JSON
+        list of `n` answers in label order beside the weights (VQA v2's `trainval_label2ans.json`
+        from LXMERT's data release, or `answers.json`)."""
+        import json
+
+        for name in ANSWER_FILES:
+            path = Path(self.source) / name
+            if path.is_file():
+                answers = json.loads(path.read_text())
+                if isinstance(answers, list) and len(answers) == n:
+                    return [str(a) for a in answers]
+        raise CheckpointError(
+            f"{self.source}'s config names none of its {n} answers: put them, a JSON list in "
+            f"label order, beside the weights as {ANSWER_FILES[0]} (for VQA v2: "
+            "trainval_label2ans.json of LXMERT's data release, github.com/airsplay/lxmert)"
+        )
+
     # --- Generator / Ranker -----------------------------------------------------------------------
 
     def question_prompt(self, question: str) -> str:
@@ -192,11 +209,11 @@ class VisualBert(Family):
         return self.model(**enc).logits.float().cpu()  # (B, answers)
 
     def generate(
-        self, inputs: dict[str, Any], settings: Any, *, streamer: Any = None
+        self, inputs: dict[str, Any], settings: GenerationSettings, *, streamer: Any = None
     ) -> list[list[Candidate]]:
         """The `num_return_sequences` most probable answers per row, log-probability each."""
         logp = self.logits(inputs).log_softmax(-1)
-        k = min(getattr(settings, "num_return_sequences", 1), logp.shape[1])
+        k = min(settings.num_return_sequences, logp.shape[1])
         top = logp.topk(k, dim=-1)
         return [
             [Candidate(self.answers[i], v, v, num_tokens=1) for v, i in
@@ -300,6 +317,57 @@ class VisualBertNlvr2(VisualBert):
             halves += [im.crop((0, 0, w // 2, h)), im.crop((w // 2, 0, w, h))]
         feats = super().regions(halves)  # (2B, R, D)
         return feats.view(len(images), -1, feats.shape[-1])
+
+
+class VisualBertPretrained(_RegionBert):
+    """VisualBERT as pre-trained (uclanlp/visualbert-vqa-coco-pre, -vqa-pre): image-text
+    matching from its sentence-image head, and joint image-text embeddings (the pooled [CLS]
+    over the text and the image's regions, what downstream heads are trained on).
+
+    A cross-encoder: each text is read together with each image, so nothing is encoded ahead
+    (`embed_texts` is (T, 0)). `match` gives, per text, `itm` = the head's probability that the
+    text belongs with the image (its label 0), `similarity` = that probability's log-odds, and
+    `probability` = softmax of the log-odds over the texts."""
+
+    key = "visualbert-pre"
+    architectures = ("VisualBertForPreTraining",)
+    model_class = "VisualBertForPreTraining"
+    tasks: ClassVar[tuple[str, ...]] = ("match",)
+    text_batch_size = 64  # texts read with one image per forward pass
+
+    def prepare_images(self, images: list[Image.Image]) -> dict[str, Any]:
+        return {"images": images}  # regions come in the model's thread (`match`)
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        return torch.empty(len(texts), 0)
+
+    @torch.inference_mode()
+    def _read(self, features: torch.Tensor, texts: list[str]) -> Any:
+        enc = {k: self._to_device(v) for k, v in self.encode(features, texts).items()}
+        return self.model.visual_bert(**enc).pooler_output
+
+    @torch.inference_mode()
+    def match(
+        self, inputs: dict[str, Any], texts: list[str], text_emb: torch.Tensor
+    ) -> list[MatchScores]:
+        feats = self.regions(inputs["images"])
+        out: list[MatchScores] = []
+        for b in range(feats.shape[0]):
+            odds = []
+            for start in range(0, len(texts), self.text_batch_size):
+                chunk = texts[start : start + self.text_batch_size]
+                pooled = self._read(feats[b : b + 1].expand(len(chunk), -1, -1), chunk)
+                logits = self.model.cls.seq_relationship(pooled).float().cpu()
+                odds.append(logits[:, 0] - logits[:, 1])  # label 0: the text matches
+            score = torch.cat(odds)
+            out.append({"similarity": score.tolist(), "probability": score.softmax(-1).tolist(),
+                        "itm": score.sigmoid().tolist()})  # fmt: skip
+        return out
+
+    def embed_pairs(self, images: list[Image.Image], texts: list[str]) -> torch.Tensor:
+        """(N, D) L2-normalised joint embeddings, image i read with text i."""
+        pooled = self._read(self.regions(images), texts).float().cpu()
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
 
 def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:

@@ -1013,16 +1013,19 @@ VQA_ANSWERS = ("yes", "no", "circle", "rectangle", "triangle", "red", "green", "
 
 def _build_visualbert(out: Path, *, head: str = "vqa", hidden: int = 32, layers: int = 2,
                       heads: int = 2, init_range: float = 0.2) -> None:  # fmt: skip
-    """VisualBERT (VQA, or NLVR2 with `head="nlvr2"`) over the tiny detector (256-d regions,
-    in `detector/`), a WordPiece tokenizer, answer labels in the config."""
+    """VisualBERT (VQA; NLVR2 with `head="nlvr2"`; pre-trained with "pre") over the tiny
+    detector (256-d regions, in `detector/`), a WordPiece tokenizer, labels in the config."""
     from transformers import (
         VisualBertConfig,
+        VisualBertForPreTraining,
         VisualBertForQuestionAnswering,
         VisualBertForVisualReasoning,
     )
 
     tok = _bert_tokenizer()
-    labels = list(VQA_ANSWERS) if head == "vqa" else ["false", "true"]
+    labels = {"vqa": list(VQA_ANSWERS), "nlvr2": ["false", "true"], "pre": ["LABEL_0", "LABEL_1"]}[
+        head
+    ]
     config = VisualBertConfig(
         vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=4 * hidden, visual_embedding_dim=256,
@@ -1030,7 +1033,8 @@ def _build_visualbert(out: Path, *, head: str = "vqa", hidden: int = 32, layers:
         id2label=dict(enumerate(labels)),
         label2id={a: i for i, a in enumerate(labels)},
     )  # fmt: skip
-    cls = VisualBertForQuestionAnswering if head == "vqa" else VisualBertForVisualReasoning
+    cls = {"vqa": VisualBertForQuestionAnswering, "nlvr2": VisualBertForVisualReasoning,
+           "pre": VisualBertForPreTraining}[head]  # fmt: skip
     cls(config).eval().save_pretrained(out)
     tok.save_pretrained(out)
     _build_frcnn(out / "detector")
@@ -1072,6 +1076,7 @@ _BUILDERS: dict[str, Callable[..., None]] = {
     "frcnn": _build_frcnn,
     "visualbert-vqa": lambda out, **kw: _build_visualbert(out, **kw),
     "visualbert-nlvr2": lambda out: _build_visualbert(out, head="nlvr2"),
+    "visualbert-pre": lambda out: _build_visualbert(out, head="pre"),
     "qwen2.5-vl": _build_qwen_vl,
     "qwen3-vl": lambda out: _build_qwen_vl(out, version=30),
 }
