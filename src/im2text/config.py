@@ -79,6 +79,10 @@ class GenerationSettings:
         return {k: v for k, v in kw.items() if v is not None}
 
 
+# Reading and detecting with no settings given: greedy, room for a page of text / many boxes.
+LONG_OUTPUT = GenerationSettings(max_new_tokens=256)
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How text is read (OCR). Each technique is measured on the scene-text benchmark

@@ -112,7 +112,7 @@ class Detector(Protocol):
     """Finds regions: labelled boxes with scores (Florence-2 `<OD>`, region detectors)."""
 
     def detect(self, images: list[Image.Image], settings: Any = None) -> list[list[Region]]:
-        """Per image, its regions, best first."""
+        """Per image, its regions (the detect task orders them, best first)."""
         ...
 
 

@@ -233,9 +233,9 @@ def read_by_asking(
     line scored by the mean log-probability of its own tokens (confidence = its exp)."""
     import math
 
-    from im2text.config import GenerationSettings
+    from im2text.config import LONG_OUTPUT
 
-    settings = (settings or GenerationSettings(max_new_tokens=256)).merged(num_return_sequences=1)
+    settings = (settings or LONG_OUTPUT).merged(num_return_sequences=1)
     tokens, logp, valid = family.generate_tokens(family.prepare(images, [prompt] * len(images)),
                                                  settings)  # fmt: skip
     out = []

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from im2text.config import LONG_OUTPUT
 from im2text.families.base import GenerativeFamily
 from im2text.results import Line, Region
 
@@ -125,12 +126,9 @@ class Florence2(GenerativeFamily):
 
     def detect(self, images: list[Image.Image], settings: Any = None) -> list[list[Region]]:
         """`<OD>`: each box with its label, scored by the probability of its tokens."""
-        found = self._located(images, "<OD>", 4, settings or _greedy())
-        out = []
-        for spans, _, _ in found:
-            regions = [Region(t, (c[0], c[1], c[2], c[3]), p) for t, c, p in spans]
-            out.append(sorted(regions, key=lambda r: -r.score))
-        return out
+        found = self._located(images, "<OD>", 4, settings or LONG_OUTPUT)
+        return [[Region(t, (c[0], c[1], c[2], c[3]), p) for t, c, p in spans]
+                for spans, _, _ in found]  # fmt: skip
 
     def read(
         self,
@@ -143,7 +141,7 @@ class Florence2(GenerativeFamily):
         without regions is one line over the whole image."""
         lines = []
         for (spans, text, mean), im in zip(
-            self._located(images, "<OCR_WITH_REGION>", 8, settings or _greedy()), images,
+            self._located(images, "<OCR_WITH_REGION>", 8, settings or LONG_OUTPUT), images,
             strict=True,
         ):  # fmt: skip
             if spans:
@@ -171,9 +169,3 @@ class Florence2(GenerativeFamily):
         """The projector and BART learn; the image encoder stays frozen."""
         for name, p in self.model.named_parameters():
             p.requires_grad_(".vision_tower." not in f".{name}")
-
-
-def _greedy() -> Any:
-    from im2text.config import GenerationSettings
-
-    return GenerationSettings(num_beams=1, max_new_tokens=256)

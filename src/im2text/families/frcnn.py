@@ -428,8 +428,8 @@ class FrcnnDetector(Family):
         return [{k: v.cpu() for k, v in r.items()} for r in out]
 
     def detect(self, images: list[Image.Image], settings: Any = None) -> list[list[Region]]:
-        """Labelled regions, best object score first: "attribute object" when the attribute is
-        likely (probability above 0.1, the demo's rule), else the object alone."""
+        """Labelled regions scored by their object's probability: "attribute object" when the
+        attribute is likely (probability above 0.1, the demo's rule), else the object alone."""
         found = []
         for r in self.regions(images):
             rows = []
@@ -440,7 +440,7 @@ class FrcnnDetector(Family):
                 if ap > 0.1:
                     label = f"{self.attributes[aid]} {label}"
                 rows.append(Region(label, (box[0], box[1], box[2], box[3]), float(op)))
-            found.append(sorted(rows, key=lambda g: -g.score))
+            found.append(rows)
         return found
 
 

@@ -44,5 +44,5 @@ def detect_stream(
         if isinstance(result, BaseException):
             yield Detection.failed(item.source.key, result)
             continue
-        kept = tuple(r for r in result if r.score >= min_score)
+        kept = tuple(sorted((r for r in result if r.score >= min_score), key=lambda r: -r.score))
         yield Detection(kept, source=item.source.key)
