@@ -265,3 +265,27 @@ def test_pretrained_visualbert_gives_joint_image_text_embeddings(pre, tiny, vqa)
         vqa.embed(images, texts=texts)
     with pytest.raises(im2text.ImageError, match="bytes #1"):
         pre.embed([images[0], b"not an image"], texts="a dog")
+
+
+def test_vqa_v2_checkpoints_without_answer_names_get_the_shipped_vocabulary(tiny, tmp_path):
+    """A 3,129-label VQA head whose config names no answers (as uclanlp/visualbert-vqa) answers
+    with VQA v2's vocabulary shipped in the package (LXMERT's list, label order)."""
+    import json
+    import shutil
+
+    from im2text.families.visualbert import VQA_V2_ANSWERS
+
+    shipped = json.loads(VQA_V2_ANSWERS.read_text())
+    assert len(shipped) == 3129 and len(set(shipped)) == 3129
+    assert {"yes", "no", "2", "red", "frisbee"} <= set(shipped)
+    src = tiny("visualbert-vqa")
+    out = tmp_path / "vqa-3129"
+    config = transformers.VisualBertConfig.from_pretrained(src)
+    config.id2label = {i: f"LABEL_{i}" for i in range(3129)}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    transformers.VisualBertForQuestionAnswering(config).eval().save_pretrained(out)
+    transformers.AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    shutil.copytree(src / "detector", out / "detector")
+    model = im2text.load(str(out))
+    assert model.family.answers == shipped
+    assert model.ask(random_images(1)[0], "is it red?").text in shipped

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 DETECTOR_DIR = "detector"  # the detector's folder inside a VisualBERT checkpoint
 DETECTOR_PRESET = "frcnn-vg"
 ANSWER_FILES = ("trainval_label2ans.json", "answers.json")  # answer names, when the config has none
+# VQA v2's 3,129 answers in the classifiers' label order (LXMERT's list; see answers/README.md).
+VQA_V2_ANSWERS = Path(__file__).parent / "answers" / "vqa_v2.json"
+VQA_V2_SIZE = 3129
 
 
 class RegionCache:
@@ -176,20 +179,21 @@ class VisualBert(_RegionBert):
 
     def _answer_file(self, n: int) -> list[str]:
         """The answers of a checkpoint whose config names none (uclanlp/visualbert-vqa): a JSON
-        list of `n` answers in label order beside the weights (VQA v2's `trainval_label2ans.json`
-        from LXMERT's data release, or `answers.json`)."""
+        list of `n` answers in label order beside the weights (`trainval_label2ans.json` or
+        `answers.json`), else, for 3,129 labels, VQA v2's vocabulary shipped here."""
         import json
 
-        for name in ANSWER_FILES:
-            path = Path(self.source) / name
+        candidates = [Path(self.source) / name for name in ANSWER_FILES]
+        if n == VQA_V2_SIZE:
+            candidates.append(VQA_V2_ANSWERS)  # shipped: VQA v2's vocabulary (answers/README.md)
+        for path in candidates:
             if path.is_file():
                 answers = json.loads(path.read_text())
                 if isinstance(answers, list) and len(answers) == n:
                     return [str(a) for a in answers]
         raise CheckpointError(
             f"{self.source}'s config names none of its {n} answers: put them, a JSON list in "
-            f"label order, beside the weights as {ANSWER_FILES[0]} (for VQA v2: "
-            "trainval_label2ans.json of LXMERT's data release, github.com/airsplay/lxmert)"
+            f"label order, beside the weights as {ANSWER_FILES[0]}"
         )
 
     # --- Generator / Ranker -----------------------------------------------------------------------
