@@ -282,3 +282,54 @@ def test_dynamic_resolution_mixed_sizes(kind: str, tiny) -> None:
     for b, s in zip(batched, single, strict=True):
         assert b.mean_logprob == pytest.approx(s.mean_logprob, abs=1e-4)
     assert [c.text for c in batched] == _plain_transformers(kind, str(tiny(kind)), imgs, None)
+
+
+_BEAMS = dict(num_beams=3, num_return_sequences=2, max_new_tokens=7)
+_SAMPLED = dict(do_sample=True, num_return_sequences=2, seed=3, max_new_tokens=6)
+_QUESTIONS = ["what is it?", "is the big red one here?", "how many?"]
+
+
+@pytest.mark.parametrize(
+    "kind,call",
+    [
+        ("blip", lambda m, ims: m.caption(ims, **_BEAMS)),
+        ("blip", lambda m, ims: m.caption(ims, prompt="a photo of", **GREEDY)),
+        ("blip", lambda m, ims: m.caption(ims, **_SAMPLED)),
+        ("blip-vqa", lambda m, ims: m.ask(ims, _QUESTIONS, num_beams=2, max_new_tokens=5)),
+    ],
+)
+def test_blip_decoding_through_the_image_states_equals_per_layer_keys(
+    kind: str, call, tiny, monkeypatch
+) -> None:
+    """CPU decoding steps attend to the image through its states (`_absorbed_cross`: no layer
+    caches image keys/values): beams, prompts, sampling and VQA's padded question give the
+    texts and scores of the per-layer keys/values path (itself equal to plain transformers)."""
+    import im2text.families.blip as blip
+
+    model = im2text.load(str(tiny(kind)))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # BERT initialises biases to 0: give the key/value biases weight
+        for name, p in model.family.model.named_parameters():
+            if name.endswith(("key.bias", "value.bias")):
+                p.copy_(torch.randn(p.shape, generator=gen))
+    images = random_images(3, seed=4)
+    calls: list[int] = []
+    real = blip._absorbed_cross
+    monkeypatch.setattr(blip, "_absorbed_cross",
+                        lambda *a: calls.append(1) or real(*a))  # fmt: skip
+    absorbed = call(model, images)
+    assert calls  # the path ran
+    monkeypatch.setattr(blip, "ABSORB_MAX_QUERY", -1)  # every query too long: keys/values
+    calls.clear()
+    usual = call(model, images)
+    assert not calls
+    for a, u in zip(absorbed, usual, strict=True):
+        assert a.text == u.text
+        assert a.mean_logprob == pytest.approx(u.mean_logprob, abs=1e-4)
+        if kind == "blip":
+            assert [c.text for c in a.candidates] == [c.text for c in u.candidates]
+            assert [c.logprob for c in a.candidates] == pytest.approx(
+                [c.logprob for c in u.candidates], abs=1e-4
+            )
+        else:
+            assert a.confidence == pytest.approx(u.confidence, abs=1e-4)

@@ -142,6 +142,12 @@ def _text_forward(
         if isinstance(cache, EncoderDecoderCache):
             updated = bool(cache.is_updated.get(self.layer_idx))
             layers = cache.cross_attention_cache if cross else cache.self_attention_cache
+    if cross and isinstance(cache, EncoderDecoderCache):
+        assert encoder_hidden_states is not None
+        shared = _shared_source(cache, self, encoder_hidden_states, q.shape[-2])
+        if shared is not None:
+            ctx = _absorbed_cross(self, q, shared, mask, dh)
+            return ctx.transpose(1, 2).reshape(*hidden_states.shape[:-1], -1), None
     if cross and updated:
         k = layers.layers[self.layer_idx].keys
         v = layers.layers[self.layer_idx].values
@@ -161,6 +167,59 @@ def _text_forward(
                 cache.is_updated[self.layer_idx] = True
     ctx = _sdpa(q, k, v, mask, dh**-0.5)  # (B, H, T, Dh)
     return ctx.transpose(1, 2).reshape(*hidden_states.shape[:-1], -1), None
+
+
+# Decoding steps on the CPU attend to the image through its states, not per-layer keys/values
+# (see _absorbed_cross); a first query longer than this projects keys/values as usual.
+ABSORB_MAX_QUERY = 32
+
+
+def _shared_source(cache: Any, attn: Any, source: torch.Tensor, query_len: int) -> Any:
+    """The encoder states every layer's cross-attention reads in a cached generation, once
+    per image: (distinct rows (U, T, D), rows per image k), decided at the first call and kept
+    on the cache; None where the usual keys/values path runs (GPU, int8 projections, long
+    first queries, rows that are not k consecutive copies of each image)."""
+    shared = getattr(cache, "im2text_shared", ...)
+    if shared is not ...:
+        return shared
+    shared = None
+    plain = type(attn.key) is type(attn.value) is torch.nn.Linear
+    if source.device.type == "cpu" and plain and query_len <= ABSORB_MAX_QUERY:
+        rows = _distinct_rows(source)
+        if rows is None:
+            shared = (source, 1)
+        elif source.shape[0] % len(rows[0]) == 0:
+            k = source.shape[0] // len(rows[0])
+            if torch.equal(rows[1], torch.arange(len(rows[0])).repeat_interleave(k)):
+                shared = (source[rows[0]], k)
+    cache.im2text_shared = shared
+    return shared
+
+
+def _absorbed_cross(
+    attn: Any, q: torch.Tensor, shared: tuple[torch.Tensor, int], mask: Any, dh: int
+) -> torch.Tensor:
+    """Cross-attention of a few decoding queries, (B, H, Lq, Dh), straight from the image
+    states S: scores = (q W_k) S^T (q . b_k is the same for every key, so softmax drops it) and
+    context = (p S) W_v + b_v (p sums to 1). Equal to attending over S W_k + b_k and S W_v + b_v
+    (to float rounding), but each step reads S (D floats a token, shared by all layers) instead
+    of each layer's cached keys and values (2 x D a token a layer): a CPU decoding step is
+    bound by the bytes it reads, and the first step skips projecting the image 24 times."""
+    states, k = shared  # (U, T, D), each image's row repeated k times in q's batch
+    b, h, lq, _ = q.shape
+    u, t, d = states.shape
+    w_k = attn.key.weight.view(h, dh, d)
+    w_v = attn.value.weight.view(h, dh, d)
+    qk = torch.einsum("bhld,hde->bhle", q, w_k).reshape(u, k * h * lq, d)
+    scores = (qk @ states.transpose(1, 2)).view(b, h, lq, t) * dh**-0.5
+    if mask is not None:
+        scores = (
+            scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            if mask.dtype == torch.bool
+            else scores + mask.to(scores.dtype)
+        )
+    mixed = (scores.softmax(-1).view(u, k * h * lq, t) @ states).view(b, h, lq, d)
+    return torch.einsum("bhle,hde->bhld", mixed, w_v) + attn.value.bias.view(h, 1, dh)
 
 
 def _text_inputs(family: Any, texts: list[str]) -> dict[str, torch.Tensor]:
