@@ -202,7 +202,10 @@ def test_vqa_training_targets_are_the_annotators_soft_scores(vqa: im2text.Model,
 
 
 @pytest.fixture(scope="module")
-def pre(tiny) -> im2text.Model:
+def pre(tiny, tmp_path_factory) -> im2text.Model:
+    import os
+
+    os.environ["IM2TEXT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     return im2text.load(str(tiny("visualbert-pre")))
 
 
@@ -259,6 +262,8 @@ def test_pretrained_visualbert_gives_joint_image_text_embeddings(pre, tiny, vqa)
     same = pre.embed(images[:2], texts="a red circle")
     assert same[0] == pytest.approx(pre.embed(images[0], texts=["a red circle"])[0], abs=1e-5)
     assert abs(same[0] - same[1]).max() > 1e-3  # different images differ
+    with pytest.raises(ValueError, match="no images given"):
+        pre.embed([], texts="a dog")
     with pytest.raises(ValueError, match="one per image: 3 images, 2 texts"):
         pre.embed(images, texts=texts[:2])
     with pytest.raises(ValueError, match="embeds images and texts apart"):
@@ -269,7 +274,9 @@ def test_pretrained_visualbert_gives_joint_image_text_embeddings(pre, tiny, vqa)
 
 def test_vqa_v2_checkpoints_without_answer_names_get_the_shipped_vocabulary(tiny, tmp_path):
     """A 3,129-label VQA head whose config names no answers (as uclanlp/visualbert-vqa) answers
-    with VQA v2's vocabulary shipped in the package (LXMERT's list, label order)."""
+    with VQA v2's vocabulary shipped in the package: Pythia's answers_vqa.txt, in its order
+    (the MD5 recorded for that file), which VisualBERT's classifiers were trained on."""
+    import hashlib
     import json
     import shutil
 
@@ -277,7 +284,9 @@ def test_vqa_v2_checkpoints_without_answer_names_get_the_shipped_vocabulary(tiny
 
     shipped = json.loads(VQA_V2_ANSWERS.read_text())
     assert len(shipped) == 3129 and len(set(shipped)) == 3129
-    assert {"yes", "no", "2", "red", "frisbee"} <= set(shipped)
+    as_text = ("\n".join(shipped) + "\n").encode()
+    assert hashlib.md5(as_text).hexdigest() == "971cad957919ff2cf1f5f1c70bef4d90"
+    assert shipped[0] == "<unk>" and {"yes", "no", "2", "red", "frisbee"} <= set(shipped)
     src = tiny("visualbert-vqa")
     out = tmp_path / "vqa-3129"
     config = transformers.VisualBertConfig.from_pretrained(src)
@@ -289,3 +298,28 @@ def test_vqa_v2_checkpoints_without_answer_names_get_the_shipped_vocabulary(tiny
     model = im2text.load(str(out))
     assert model.family.answers == shipped
     assert model.ask(random_images(1)[0], "is it red?").text in shipped
+
+
+def test_checkpoints_without_a_tokenizer_read_berts(tiny, tmp_path, monkeypatch) -> None:
+    """uclanlp's Hub folders hold only config + weights: the family loads BERT's uncased
+    tokenizer for them (here a local copy stands in for the Hub's), and says so when it
+    cannot be had."""
+    import shutil
+
+    from im2text.families.visualbert import VisualBert
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny("visualbert-vqa"), bare)
+    for f in bare.iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            f.unlink()
+    with pytest.raises(im2text.CheckpointError, match="bert-base-uncased"):
+        im2text.load(str(bare))  # offline, and BERT's tokenizer is not cached here
+    bert = tmp_path / "bert"
+    transformers.AutoTokenizer.from_pretrained(tiny("visualbert-vqa")).save_pretrained(bert)
+    monkeypatch.setattr(VisualBert, "fallback_tokenizer", str(bert))
+    model = im2text.load(str(bare))
+    image = random_images(1, seed=9)[0]
+    want = im2text.load(str(tiny("visualbert-vqa"))).ask(image, "is it red?")
+    got = model.ask(image, "is it red?")
+    assert got.text == want.text and got.confidence == pytest.approx(want.confidence, abs=1e-6)

@@ -567,18 +567,25 @@ class Model:
         if len(clean) != len(sources):
             raise ValueError(f"give one text, or one per image: {len(sources)} images, "
                              f"{len(clean)} texts")  # fmt: skip
+        if not sources:
+            raise ValueError("no images given")
+        # Decoded as every task decodes them (the model's size guides JPEG draft decoding), a
+        # batch at a time; every unreadable image is named at the end.
         limits = ImageLimits(max_pixels=self.settings.max_pixels)
-        loaded, errors = [], []
-        for src in sources:
-            try:
-                loaded.append(load_image(src, limits=limits))
-            except ImageError as e:
-                errors.append(str(e))
+        step, parts, errors = self.settings.batch_size, [], []
+        for i in range(0, len(sources), step):
+            images, texts = [], []
+            for src, text in zip(sources[i : i + step], clean[i : i + step], strict=True):
+                try:
+                    images.append(load_image(src, limits=limits,
+                                             target_size=self.family.image_size))  # fmt: skip
+                    texts.append(text)
+                except ImageError as e:
+                    errors.append(str(e))
+            if images and not errors:
+                parts.append(self.family.embed_pairs(images, texts))
         if errors:
             raise ImageError("; ".join(errors))
-        step = self.settings.batch_size
-        parts = [self.family.embed_pairs(loaded[i : i + step], clean[i : i + step])
-                 for i in range(0, len(loaded), step)]  # fmt: skip
         return torch.cat(parts).numpy().astype(np.float32)
 
     def embed_iter(

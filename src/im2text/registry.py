@@ -234,7 +234,7 @@ PRESETS: dict[str, Preset] = {
             hub_id="uclanlp/visualbert-vqa-coco-pre",
             tasks=("match",),
             description="VisualBERT pre-trained on COCO captions: image-text match scores and "
-            "joint image-text embeddings over frcnn-vg's regions; fine-tuning starts here",
+            "joint image-text embeddings over frcnn-vg's regions",
         ),
         Preset(
             name="blip-vqa-base",

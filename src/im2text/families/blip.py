@@ -179,9 +179,10 @@ def _shared_source(cache: Any, attn: Any, source: torch.Tensor, query_len: int) 
     per image: (distinct rows (U, T, D), rows per image k), decided at the first call and kept
     on the cache; None where the usual keys/values path runs (GPU, int8 projections, long
     first queries, rows that are not k consecutive copies of each image)."""
-    shared = getattr(cache, "im2text_shared", ...)
-    if shared is not ...:
-        return shared
+    key = (source.data_ptr(), tuple(source.shape))  # a cache reused for other inputs: decide anew
+    kept = getattr(cache, "im2text_shared", None)
+    if kept is not None and kept[0] == key:
+        return kept[1]
     shared = None
     plain = type(attn.key) is type(attn.value) is torch.nn.Linear
     if source.device.type == "cpu" and plain and query_len <= ABSORB_MAX_QUERY:
@@ -192,7 +193,7 @@ def _shared_source(cache: Any, attn: Any, source: torch.Tensor, query_len: int) 
             k = source.shape[0] // len(rows[0])
             if torch.equal(rows[1], torch.arange(len(rows[0])).repeat_interleave(k)):
                 shared = (source[rows[0]], k)
-    cache.im2text_shared = shared
+    cache.im2text_shared = (key, shared)
     return shared
 
 

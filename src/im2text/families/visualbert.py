@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from im2text.families.base import CheckpointError, Family
+from im2text.families.base import TOKENIZER_FILES, CheckpointError, Family
 from im2text.families.frcnn import FrcnnDetector
 from im2text.results import Candidate
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 DETECTOR_DIR = "detector"  # the detector's folder inside a VisualBERT checkpoint
 DETECTOR_PRESET = "frcnn-vg"
 ANSWER_FILES = ("trainval_label2ans.json", "answers.json")  # answer names, when the config has none
-# VQA v2's 3,129 answers in the classifiers' label order (LXMERT's list; see answers/README.md).
+# VQA v2's 3,129 answers in VisualBERT's label order (Pythia's list; see answers/README.md).
 VQA_V2_ANSWERS = Path(__file__).parent / "answers" / "vqa_v2.json"
 VQA_V2_SIZE = 3129
 
@@ -106,21 +106,43 @@ class _RegionBert(Family):
         dim = self.model.config.visual_embedding_dim
         width = detector.model.roi_heads.box_predictor.cls_score.in_features
         if dim != width:
+            why = (" (uclanlp's NLVR2 checkpoints were trained on 1,024-d Detectron features, "
+                   f"which {DETECTOR_PRESET} does not give)" if dim == 1024 else "")  # fmt: skip
             raise CheckpointError(
-                f"this VisualBERT reads {dim}-d region features; the detector gives {width}-d "
-                "(uclanlp's NLVR2 checkpoints were trained on 1,024-d Detectron features that "
-                f"{DETECTOR_PRESET} does not give): put a detector giving {dim}-d features in "
-                f"the checkpoint's {DETECTOR_DIR}/ folder, or fine-tune a checkpoint that reads "
-                f"{width}-d regions (e.g. visualbert-vqa-coco-pre) with im2text train"
+                f"this VisualBERT reads {dim}-d region features; the detector gives {width}-d"
+                f"{why}: put a detector giving {dim}-d features in the checkpoint's "
+                f"{DETECTOR_DIR}/ folder"
             )
         self.detector = detector
         self.cache = RegionCache(default_cache_root(), detector)
 
+    # uclanlp's Hub checkpoints hold only config.json + weights: VisualBERT reads BERT's
+    # uncased WordPiece vocabulary (as transformers' VisualBERT demo loads it).
+    needs_tokenizer = False
+    fallback_tokenizer: ClassVar[str] = "google-bert/bert-base-uncased"
+
     @classmethod
     def load_processor(cls, source: str, **hub: Any) -> Any:
+        """The checkpoint's tokenizer; a checkpoint without one gets BERT's uncased one."""
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(source, **hub)
+        folder = Path(source)
+        if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            has_own = False
+        elif folder.is_dir():
+            has_own = True
+        else:  # a Hub id: does the repo (or its cached snapshot) hold a vocabulary?
+            has_own = _hub_has_tokenizer(source, hub)
+        if has_own:
+            return AutoTokenizer.from_pretrained(source, **hub)
+        kw = {k: v for k, v in hub.items() if k in ("local_files_only", "cache_dir", "token")}
+        try:
+            return AutoTokenizer.from_pretrained(cls.fallback_tokenizer, **kw)
+        except Exception as e:
+            raise CheckpointError(
+                f"{source} has no tokenizer files and BERT's ({cls.fallback_tokenizer}), which "
+                f"VisualBERT reads, is not available: {e}"
+            ) from e
 
     def save_pretrained(self, directory: str) -> None:
         self.model.save_pretrained(directory)
@@ -274,6 +296,20 @@ class VisualBert(_RegionBert):
             p.requires_grad_(False)
 
 
+def _hub_has_tokenizer(repo: str, hub: dict[str, Any]) -> bool:
+    """Whether a Hub repo has a tokenizer vocabulary: one file looked up (cache, then Hub)."""
+    from huggingface_hub import hf_hub_download
+
+    kw = {k: v for k, v in hub.items() if k in ("revision", "local_files_only", "cache_dir")}
+    for name in ("tokenizer.json", "vocab.txt"):
+        try:
+            hf_hub_download(repo, name, **kw)
+            return True
+        except Exception:
+            continue
+    return False
+
+
 def load_detector(source: str, device: torch.device, hub: dict[str, Any]) -> FrcnnDetector:
     """The checkpoint's own detector folder, else the `frcnn-vg` preset (Hub, or its cache)."""
     inside = Path(source) / DETECTOR_DIR
@@ -324,14 +360,16 @@ class VisualBertNlvr2(VisualBert):
 
 
 class VisualBertPretrained(_RegionBert):
-    """VisualBERT as pre-trained (uclanlp/visualbert-vqa-coco-pre, -vqa-pre): image-text
-    matching from its sentence-image head, and joint image-text embeddings (the pooled [CLS]
-    over the text and the image's regions, what downstream heads are trained on).
+    """VisualBERT as pre-trained on COCO captions (uclanlp/visualbert-vqa-coco-pre): image-text
+    match scores from its sentence-image head, and joint image-text embeddings (the pooled
+    [CLS] over the text and the image's regions, what downstream heads are trained on).
 
     A cross-encoder: each text is read together with each image, so nothing is encoded ahead
-    (`embed_texts` is (T, 0)). `match` gives, per text, `itm` = the head's probability that the
-    text belongs with the image (its label 0), `similarity` = that probability's log-odds, and
-    `probability` = softmax of the log-odds over the texts."""
+    (`embed_texts` is (T, 0)). The head was pre-trained on two captions (is the second one
+    also about the image?); im2text reads one text, [CLS] text [SEP] + regions, as
+    transformers' VisualBertForPreTraining example does, and reports per text `itm` = the
+    head's probability of its "matches" label (0), `similarity` = that probability's log-odds
+    and `probability` = softmax of the log-odds over the texts."""
 
     key = "visualbert-pre"
     architectures = ("VisualBertForPreTraining",)
