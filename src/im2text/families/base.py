@@ -221,6 +221,10 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model")  # fmt: skip
 
 
+def has_tokenizer_files(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
 class Family:
     """Base class: load a checkpoint of this family. Capabilities come from subclasses.
 
@@ -285,11 +289,7 @@ class Family:
         # Without its files transformers may build a default tokenizer whose ids are not the
         # model's: every caption would come out empty.
         folder = Path(source)
-        if (
-            cls.needs_tokenizer
-            and folder.is_dir()
-            and not any((folder / f).is_file() for f in TOKENIZER_FILES)
-        ):
+        if cls.needs_tokenizer and folder.is_dir() and not has_tokenizer_files(folder):
             raise CheckpointError(
                 f"{source} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})"
             )

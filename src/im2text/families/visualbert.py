@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from im2text.families.base import TOKENIZER_FILES, CheckpointError, Family
+from im2text.families.base import CheckpointError, Family, has_tokenizer_files
 from im2text.families.frcnn import FrcnnDetector
 from im2text.results import Candidate
 
@@ -127,13 +127,9 @@ class _RegionBert(Family):
         from transformers import AutoTokenizer
 
         folder = Path(source)
-        if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
-            has_own = False
-        elif folder.is_dir():
-            has_own = True
-        else:  # a Hub id: does the repo (or its cached snapshot) hold a vocabulary?
-            has_own = _hub_has_tokenizer(source, hub)
-        if has_own:
+        # A Hub id: does the repo (or its cached snapshot) hold a vocabulary?
+        own = has_tokenizer_files(folder) if folder.is_dir() else _hub_has_tokenizer(source, hub)
+        if own:
             return AutoTokenizer.from_pretrained(source, **hub)
         kw = {k: v for k, v in hub.items() if k in ("local_files_only", "cache_dir", "token")}
         try:
