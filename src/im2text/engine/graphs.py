@@ -7,9 +7,9 @@ weights, backend, int8, engine, torch and im2text versions) and swaps the submod
 `GraphModule` that runs it and returns the same output class as the original. Everything else
 (decoders, heads, generate with its beams, sampling and KV cache) stays in torch: with int8 its
 `nn.Linear` layers become torch's dynamic-int8 linears. That split was picked by measurement on
-BLIP-base (docs/PERFORMANCE.md): int8 ONNX Runtime ran the ViT 3.0x faster than torch fp32, torch's
-own int8 2.2x; for the decoder, whose single-token steps read every weight once per step, torch's
-int8 linears gave 2.5x.
+BLIP-base (`benchmarks/int8_engines.py`, docs/PERFORMANCE.md): int8 ONNX Runtime ran the ViT 3.5x
+faster than torch fp32 (OpenVINO 3.1x, torch's own int8 1.7x); for the decoder, exported with its
+KV cache as a step graph, torch's int8 linears gave 3.1x, ONNX Runtime 1.5x, OpenVINO 0.6x.
 
 An exported folder (`export_model`) holds the Hugging Face checkpoint plus `graphs/` and
 `im2text-backend.json`; `im2text.load(DIR)` runs it offline on the backend it was exported for.
@@ -271,7 +271,7 @@ def _runner(backend: str, graph: Path) -> Callable[[list[Any]], list[Any]]:
 
     def run_ov(arrays: list[Any]) -> list[Any]:
         request = compiled.create_infer_request()  # one per call: callers may be threads
-        result = request.infer(arrays)
+        result = request.infer(arrays, share_inputs=True)  # synchronous: no copy needed
         return [result[out] for out in compiled.outputs]
 
     return run_ov
