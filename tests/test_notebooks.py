@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
+pytestmark = pytest.mark.slow
+
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "notebooks"
 # Stated limits (measured on a quiet 2-core CPU: applications 20 s, fine-tuning 80 s).
 LIMIT_S = {"applications.ipynb": 180, "finetuning.ipynb": 480}
