@@ -10,7 +10,8 @@ Two parts, as `--int8` splits the work:
   self-attention cache. It is checked equal to transformers' `BlipTextLMHeadModel` with its own
   cache, then exported as a graph with dynamic batch and cache length, and greedy-decodes
   `--tokens` steps in a loop that feeds each step's cache back in (what a graph decoder does in
-  generate). Every engine decodes the same batch from the same prompt.
+  generate; OpenVINO keeps one infer request for the loop). Every engine decodes the same batch
+  from the same prompt.
 
 int8: torch `quantize_dynamic` (nn.Linear -> dynamic-int8 linears, what im2text's torch int8
 uses), ONNX Runtime `quantize_dynamic` (QInt8 weights, MatMulInteger), OpenVINO NNCF
@@ -106,11 +107,12 @@ def cross_cache(decoder: nn.Module, image_states: torch.Tensor) -> tuple[torch.T
 StepFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
-def greedy(step: StepFn, bos: int, start: list[np.ndarray], cross: list[np.ndarray],
+def greedy(step: StepFn, first_ids: np.ndarray, start: list[np.ndarray], cross: list[np.ndarray],
            tokens: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Greedy decode `tokens` steps after the prompt token (whose cache `start` holds)."""
+    """Greedy decode `tokens` steps after the prompt, as `generate` does: `start` is the
+    prompt's cache, `first_ids` the token its logits chose."""
     b = cross[0].shape[1]
-    ids = np.full((b, 1), bos, dtype=np.int64)
+    ids = first_ids
     self_k, self_v = start
     out, first = [], None
     for t in range(tokens):
@@ -120,6 +122,23 @@ def greedy(step: StepFn, bos: int, start: list[np.ndarray], cross: list[np.ndarr
         ids = logits.argmax(-1).astype(np.int64)[:, None]
         out.append(ids)
     return np.concatenate(out, 1), first  # type: ignore[return-value]
+
+
+def openvino_step(path: Path) -> StepFn:
+    """One compiled model and one infer request for the whole loop (no per-step setup)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(
+        str(path), "CPU",
+        {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"},
+    )  # fmt: skip
+    request = compiled.create_infer_request()
+
+    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        result = request.infer(arrays, share_inputs=True)
+        return [result[o] for o in compiled.outputs]
+
+    return run
 
 
 def torch_step(module: nn.Module) -> StepFn:
@@ -257,6 +276,7 @@ def main() -> None:
             print(f"  step module vs transformers: max |logit diff| {equal:.2e}", flush=True)
             assert equal < 1e-4, equal
         start_np = [t.numpy() for t in start]
+        first_ids = out.logits[:, -1].argmax(-1, keepdim=True).numpy()
         cross_np = [t.numpy() for t in cross]
         steps: dict[str, StepFn] = {"torch fp32": torch_step(step)}
         q_step = torch.ao.quantization.quantize_dynamic(
@@ -274,11 +294,17 @@ def main() -> None:
                 path = export_step(step, example, backend, int8, folder)
                 print(f"  exported {backend} int8={int8} in {time.perf_counter() - t0:.0f} s",
                       flush=True)  # fmt: skip
-                steps[f"{backend} {'int8' if int8 else 'fp32'}"] = graphs._runner(backend, path)
-        ref_tokens, ref_first = greedy(steps["torch fp32"], bos, start_np, cross_np, args.tokens)
+                label = f"{backend} {'int8' if int8 else 'fp32'}"
+                if backend == "openvino":
+                    steps[label] = openvino_step(path)
+                else:
+                    steps[label] = graphs._runner(backend, path)
+        ref_tokens, ref_first = greedy(
+            steps["torch fp32"], first_ids, start_np, cross_np, args.tokens
+        )
         for name, fn in steps.items():
             seconds, (tokens, first) = timed(
-                lambda fn=fn: greedy(fn, bos, start_np, cross_np, args.tokens), args.repeats
+                lambda fn=fn: greedy(fn, first_ids, start_np, cross_np, args.tokens), args.repeats
             )
             same = float((tokens == ref_tokens).all(1).mean())
             diff = float(np.abs(first - ref_first).max())
@@ -288,11 +314,15 @@ def main() -> None:
             rows.setdefault(name, {})["decoder"] = (seconds, diff, float(cos), same)
             print(f"  decoder {name}: {seconds:.2f} s", flush=True)
 
+    import onnxruntime
+    import openvino
+
     print(
         f"\nBLIP-base (random weights), batch {args.batch}, 384 px, {args.tokens} greedy decoder "
-        f"steps after the prompt; median of {args.repeats}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs\n"
+        f"steps after the prompt; median of {args.repeats}; torch {torch.__version__} "
+        f"({torch.backends.cpu.get_cpu_capability()}), onnxruntime {onnxruntime.__version__}, "
+        f"openvino {openvino.get_version()}; {torch.get_num_threads()} threads; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
     )
     print(
         "| engine | vision s | vs torch fp32 | max abs diff / cosine | decoder s | "

@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-pytestmark = pytest.mark.slow
+# Long runs: in CI's parallel pass, on one worker (each starts a Jupyter kernel on loopback ports).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
 
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "notebooks"
 # Stated limits (measured on a quiet 2-core CPU: applications 20 s, fine-tuning 80 s).

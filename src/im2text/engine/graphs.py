@@ -8,8 +8,8 @@ weights, backend, int8, engine, torch and im2text versions) and swaps the submod
 (decoders, heads, generate with its beams, sampling and KV cache) stays in torch: with int8 its
 `nn.Linear` layers become torch's dynamic-int8 linears. That split was picked by measurement on
 BLIP-base (`benchmarks/int8_engines.py`, docs/PERFORMANCE.md): int8 ONNX Runtime ran the ViT 3.5x
-faster than torch fp32 (OpenVINO 3.1x, torch's own int8 1.7x); for the decoder, exported with its
-KV cache as a step graph, torch's int8 linears gave 3.1x, ONNX Runtime 1.5x, OpenVINO 0.6x.
+faster than torch fp32 (OpenVINO 3.0x, torch's own int8 1.9x); for the decoder, exported with its
+KV cache as a step graph, torch's int8 linears gave 2.7x, ONNX Runtime 1.2x, OpenVINO 0.5x.
 
 An exported folder (`export_model`) holds the Hugging Face checkpoint plus `graphs/` and
 `im2text-backend.json`; `im2text.load(DIR)` runs it offline on the backend it was exported for.
