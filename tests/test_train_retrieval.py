@@ -245,7 +245,8 @@ def test_blip2_recipe_compose_stage_1_stage_2_learns_retrieval_then_captions(
     # Stage 1 alone retrieves: held-out recall through the Q-Former's ITC features. Measured
     # over 6 runs (training seeds 0-2, several Q-Former draws): R@1 i2t 0.19-0.77, t2i
     # 0.11-0.80, mean recall 0.57-0.93 (chance: R@1 1/83, mean recall 0.064); this run
-    # (compose --seed 0, train seed 0): 0.77 / 0.80 / 0.93.
+    # (compose --seed 0, train seed 0): 0.77 / 0.80 / 0.93; with one thread (CI) 0.735 / 0.807
+    # / 0.924.
     rows = [json.loads(line) for line in (s1 / "metrics.jsonl").read_text().splitlines()]
     recall = [r for r in rows if r["kind"] == "eval"][-1]
     print(f"stage 1: R@1 i2t {recall['i2t_R@1']:.3f}, t2i {recall['t2i_R@1']:.3f}, "
@@ -267,8 +268,9 @@ def test_blip2_recipe_compose_stage_1_stage_2_learns_retrieval_then_captions(
     config = json.loads((s1 / "best" / "train_config.json").read_text())
     assert config["stage"] == 1 and config["metric"] == "mean_recall"
 
-    # Stage 2 captions held-out images. Measured (4 runs): 0.32 (this one) / 0.53 / 0.615 /
-    # 0.585 (chance 1/96; stage 2 alone on a new Q-Former of this size: 0.655 at lr 3e-3).
+    # Stage 2 captions held-out images. Measured (4 runs): 0.32 (this one; one thread: 0.640) /
+    # 0.53 / 0.615 / 0.585 (chance 1/96; stage 2 alone on a new Q-Former of this size: 0.655 at
+    # lr 3e-3).
     held_out = shape_dataset(200, seed=3)
     captions = im2text.load(str(s2 / "best")).caption(
         [im for im, _ in held_out], num_beams=1, max_new_tokens=12
