@@ -17,12 +17,17 @@ from im2text.families.visualbert import RegionCache
 QUESTIONS = ["what shape is it?", "what color is the shape?", "is it red?"]
 
 
+def _load_with_own_cache(path: Path, tmp_path_factory) -> im2text.Model:
+    """Load with a region cache of the model's own (the family reads IM2TEXT_CACHE at load);
+    the session's cache setting is restored after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IM2TEXT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        return im2text.load(str(path))
+
+
 @pytest.fixture(scope="module")
 def vqa(tiny, tmp_path_factory) -> im2text.Model:
-    import os
-
-    os.environ["IM2TEXT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return im2text.load(str(tiny("visualbert-vqa")))
+    return _load_with_own_cache(tiny("visualbert-vqa"), tmp_path_factory)
 
 
 def _direct(path: str, image, question: str) -> torch.Tensor:
@@ -203,10 +208,7 @@ def test_vqa_training_targets_are_the_annotators_soft_scores(vqa: im2text.Model,
 
 @pytest.fixture(scope="module")
 def pre(tiny, tmp_path_factory) -> im2text.Model:
-    import os
-
-    os.environ["IM2TEXT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return im2text.load(str(tiny("visualbert-pre")))
+    return _load_with_own_cache(tiny("visualbert-pre"), tmp_path_factory)
 
 
 def _direct_pre(path: str, image, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

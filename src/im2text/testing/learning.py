@@ -65,7 +65,8 @@ def shapes_captioning(
     ckpt = build_checkpoint("blip", work / "init", **MODEL)
     out = work / "run"
     _train(ckpt, train, val, out, seed, [*CAPTION_TRAIN, *(extra or [])])
-    held_out = shape_dataset(200, seed=3)  # new images, never seen in training
+    reported = 200  # exact match and CIDEr are on the first 200
+    held_out = shape_dataset(reported, seed=3)  # new images, never seen in training
     if int8:
         held_out += shape_dataset(800, seed=4)
     refs = [ref for _, ref in held_out]
@@ -81,9 +82,10 @@ def shapes_captioning(
         texts = [c.text for c in caps]
         if not label:
             fp32 = texts
-            result["exact"] = exact(texts[:200])
+            result["exact"] = exact(texts[:reported])
             scores = evaluate_captions(
-                dict(enumerate(texts[:200])), {i: [ref] for i, ref in enumerate(refs[:200])}
+                dict(enumerate(texts[:reported])),
+                {i: [ref] for i, ref in enumerate(refs[:reported])},
             ).scores
             result["cider"] = float(scores["CIDEr"] or 0.0)
             if int8:
