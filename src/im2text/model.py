@@ -574,16 +574,16 @@ class Model:
         limits = ImageLimits(max_pixels=self.settings.max_pixels)
         step, parts, errors = self.settings.batch_size, [], []
         for i in range(0, len(sources), step):
-            images, texts = [], []
+            batch_images, batch_texts = [], []
             for src, text in zip(sources[i : i + step], clean[i : i + step], strict=True):
                 try:
-                    images.append(load_image(src, limits=limits,
-                                             target_size=self.family.image_size))  # fmt: skip
-                    texts.append(text)
+                    batch_images.append(load_image(src, limits=limits,
+                                                   target_size=self.family.image_size))  # fmt: skip
+                    batch_texts.append(text)
                 except ImageError as e:
                     errors.append(str(e))
-            if images and not errors:
-                parts.append(self.family.embed_pairs(images, texts))
+            if batch_images and not errors:  # after an error only the rest's errors matter
+                parts.append(self.family.embed_pairs(batch_images, batch_texts))
         if errors:
             raise ImageError("; ".join(errors))
         return torch.cat(parts).numpy().astype(np.float32)
